@@ -1,0 +1,124 @@
+"""RITM's ISModel: image + previous mask + clicks -> segmentation logits, for any backbone.
+
+Subclasses build ``self.feature_extractor`` (and heads) and implement ``backbone_forward``.
+Constructor arguments and their defaults are those of the reference ``ISModel`` so that an
+official checkpoint's serialized config maps 1:1 onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from iseg.interaction.encoding import ClickEncoder
+from iseg.models.layers import ImageNormalize, ScaleLayer
+
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class ISModel(nn.Module):
+    """Click fusion, previous-mask input and output upsampling shared by HRNet and DeepLab models.
+
+    Fusion variants (RITM paper names): DMF (``use_rgb_conv=True``), Conv1E (``conv_extend=True``)
+    and Conv1S (default when both are False; used by every released ITER-M model).
+    """
+
+    def __init__(
+        self,
+        use_rgb_conv: bool = True,
+        with_aux_output: bool = False,
+        norm_radius: float = 260,
+        use_disks: bool = False,
+        cpu_dist_maps: bool = False,
+        clicks_groups: Any = None,
+        with_prev_mask: bool = False,
+        use_leaky_relu: bool = False,
+        binary_prev_mask: bool = False,
+        conv_extend: bool = False,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        norm_mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD,
+    ):
+        super().__init__()
+        if clicks_groups is not None:
+            raise ValueError(f"clicks_groups={clicks_groups!r} is not supported (no released model uses it)")
+        # cpu_dist_maps selects the reference's Cython BFS encoder; the torch encoder is used in all cases.
+        self.with_aux_output = with_aux_output
+        self.with_prev_mask = with_prev_mask
+        self.binary_prev_mask = binary_prev_mask
+        self.normalization = ImageNormalize(*norm_mean_std)
+        self.coord_feature_ch = 2 + (1 if with_prev_mask else 0)
+        self.dist_maps = ClickEncoder(radius=norm_radius, use_disks=use_disks)
+
+        self.rgb_conv: nn.Module | None = None
+        self.maps_transform: nn.Module | None = None
+        if use_rgb_conv:
+            mid = 6 + self.coord_feature_ch
+            self.rgb_conv = nn.Sequential(
+                nn.Conv2d(3 + self.coord_feature_ch, mid, kernel_size=1),
+                norm_layer(mid),
+                nn.LeakyReLU(negative_slope=0.2) if use_leaky_relu else nn.ReLU(inplace=True),
+                nn.Conv2d(mid, 3, kernel_size=1),
+            )
+        elif conv_extend:
+            self.maps_transform = nn.Conv2d(self.coord_feature_ch, 64, kernel_size=3, stride=2, padding=1)
+            self.maps_transform.lr_mult = 0.1
+        else:
+            self.maps_transform = nn.Sequential(
+                nn.Conv2d(self.coord_feature_ch, 16, kernel_size=1),
+                nn.LeakyReLU(negative_slope=0.2) if use_leaky_relu else nn.ReLU(inplace=True),
+                nn.Conv2d(16, 64, kernel_size=3, stride=2, padding=1),
+                ScaleLayer(init_value=0.05, lr_mult=1),
+            )
+
+    def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        """image: (B, 3 or 4, H, W) RGB in [0, 1] (+ previous probabilities); points: (B, 2N, 3).
+
+        Returns logits ``instances`` (and ``instances_aux``) at input resolution.
+        """
+        image, prev_mask = self.prepare_input(image)
+        coord_features = self.get_coord_features(image, prev_mask, points)
+        if self.rgb_conv is not None:
+            outputs = self.backbone_forward(self.rgb_conv(torch.cat((image, coord_features), dim=1)))
+        else:
+            outputs = self.backbone_forward(image, self.maps_transform(coord_features))
+        size = image.shape[2:]
+        outputs["instances"] = F.interpolate(outputs["instances"], size=size, mode="bilinear", align_corners=True)
+        if self.with_aux_output:
+            outputs["instances_aux"] = F.interpolate(
+                outputs["instances_aux"], size=size, mode="bilinear", align_corners=True
+            )
+        return outputs
+
+    def prepare_input(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        expected = 4 if self.with_prev_mask else 3
+        if image.dim() != 4 or image.shape[1] != expected:
+            raise ValueError(
+                f"{type(self).__name__} expects input (B, {expected}, H, W) "
+                f"({'RGB + previous mask' if self.with_prev_mask else 'RGB'}), got {tuple(image.shape)}"
+            )
+        prev_mask = None
+        if self.with_prev_mask:
+            prev_mask = image[:, 3:, :, :]
+            image = image[:, :3, :, :]
+            if self.binary_prev_mask:
+                prev_mask = (prev_mask > 0.5).float()
+        return self.normalization(image), prev_mask
+
+    def get_coord_features(
+        self, image: torch.Tensor, prev_mask: torch.Tensor | None, points: torch.Tensor
+    ) -> torch.Tensor:
+        """[prev_mask, positive map, negative map] at input resolution."""
+        coord_features = self.dist_maps(image, points)
+        if prev_mask is not None:
+            coord_features = torch.cat((prev_mask, coord_features), dim=1)
+        return coord_features
+
+    def backbone_forward(self, image: torch.Tensor, coord_features: torch.Tensor | None = None) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} must implement backbone_forward")
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Learning-rate multiplier of every parameter, by name (reference §1.7)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement lr_multipliers")
