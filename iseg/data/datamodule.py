@@ -1,0 +1,119 @@
+"""Lightning data module: train/val loaders of click-training items and the protocol's evaluation view.
+
+``batch_size`` is the global batch of the paper recipes (e.g. 32 on one GPU, 28 on two); each rank
+loads ``batch_size / world_size``, like the reference's DataParallel split. Loader randomness is
+derived from (seed, rank, loader) so that a run repeats: the main-process dataset is seeded when
+the loader is built, and each worker re-seeds its copy from the torch worker seed, which comes from
+the loader's seeded generator (different per worker and per epoch).
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from iseg.data.interactive_dataset import EvaluationView, InteractiveDataset, seed_worker
+
+_STREAMS = {"train": 0, "val": 1}
+
+
+class InteractiveDataModule(L.LightningDataModule):
+    """Loaders for click-based training.
+
+    Args:
+        train_dataset: training ``InteractiveDataset``.
+        val_dataset: validation dataset (loss/IoU batches and the protocol view).
+        batch_size: global training batch; must be divisible by the world size.
+        val_batch_size: global validation batch (default: batch_size).
+        num_workers: loader workers per rank.
+        pin_memory: pin batches for faster host-to-GPU copies.
+        persistent_workers: keep workers alive between epochs (only with num_workers > 0).
+        seed: base seed; None uses Lightning's ``seed_everything`` seed (PL_GLOBAL_SEED), else 0.
+    """
+
+    def __init__(
+        self,
+        train_dataset: InteractiveDataset,
+        val_dataset: InteractiveDataset,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+        self.train_dataset = train_dataset
+        self.val_dataset = val_dataset
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size if val_batch_size is not None else batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.seed = seed
+        self._protocol_views: dict[int | None, EvaluationView] = {}
+
+    # ------------------------------------------------------------------ distribution
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def per_device(self, global_batch: int, name: str = "batch_size") -> int:
+        """Per-rank share of a global batch; an error when it does not split evenly."""
+        if global_batch % self.world_size:
+            raise ValueError(
+                f"{name}={global_batch} is not divisible by the world size {self.world_size}; "
+                "choose a global batch that is a multiple of the number of devices"
+            )
+        return global_batch // self.world_size
+
+    def setup(self, stage: str | None = None) -> None:
+        self.per_device(self.batch_size)
+        self.per_device(self.val_batch_size, "val_batch_size")
+
+    def base_seed(self) -> int:
+        if self.seed is not None:
+            return int(self.seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _stream_seed(self, stream: str) -> int:
+        state = np.random.SeedSequence([self.base_seed(), self.rank, _STREAMS[stream]]).generate_state(2, np.uint32)
+        return int(state[0]) << 32 | int(state[1])
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
+        seed = self._stream_seed(stream)
+        dataset.seed(seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device(batch_size),
+            shuffle=stream == "train",
+            drop_last=stream == "train",
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train", self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val", self.val_batch_size)
+
+    def protocol_samples(self, num_objects: int | None = None) -> EvaluationView:
+        """(image, gt, name) items of the first ``num_objects`` validation objects (all when None)."""
+        if num_objects not in self._protocol_views:
+            self._protocol_views[num_objects] = self.val_dataset.evaluation_view(num_objects)
+        return self._protocol_views[num_objects]

@@ -1,0 +1,136 @@
+"""What every evaluation set yields, and the lazy indexed container the layouts share.
+
+A set is built from an *index* of entries (sample name, image file, mask file, object id) that is
+cheap to keep in memory; files are decoded only when a sample is accessed. Objects whose ground
+truth turns out empty are not evaluated (the reference would produce a 0/0 IoU): they are listed
+in ``exclusions`` with the reason, so that an evaluation report can show them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from iseg.interaction.next_click import validate_gt
+
+Exclusion = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """One object to segment: ``image`` uint8 H×W×3 RGB, ``gt`` int8 H×W (1 object, 0, -1 ignore)."""
+
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvalEntry:
+    """Where one sample's data lives; ``object_id`` selects the instance in multi-object masks."""
+
+    name: str
+    image_path: Path
+    mask_path: Path
+    object_id: int | None = None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 image as the references read it (``cv2.imread`` colour, BGR -> RGB)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: missing, unreadable or not a format OpenCV decodes")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Mask file decoded with ``cv2.imread(path, flags)``; an unreadable file is an error naming it."""
+    mask = cv2.imread(str(path), flags)
+    if mask is None:
+        raise ValueError(f"cannot read mask {path}: missing, unreadable or not a format OpenCV decodes")
+    return mask
+
+
+class EvaluationSet(Sequence[EvalSample], ABC):
+    """Lazy, indexed evaluation set: ``len``, ``[i]`` (decodes files), iteration in reference order.
+
+    Subclasses fill ``entries`` (and ``exclusions``) and say how a mask file becomes a GT through
+    ``load_mask`` (file -> raw array, shared by the instances of one file) and ``to_gt``.
+    """
+
+    #: Human-readable dataset name used in messages.
+    title: str = "evaluation set"
+    #: Which raw mask values count as the object, for the empty-GT message.
+    object_rule: str = "value 1"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.entries: list[EvalEntry] = []
+        self.exclusions: list[Exclusion] = []
+
+    @abstractmethod
+    def load_mask(self, path: Path) -> np.ndarray:
+        """The raw mask array of ``path`` (decoded once per file when several objects share it)."""
+
+    @abstractmethod
+    def to_gt(self, raw: np.ndarray, entry: EvalEntry) -> np.ndarray:
+        """The int8 GT (1/0/-1) of ``entry`` from its file's raw mask."""
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> EvalSample:  # type: ignore[override]
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"{self.title} indices must be integers, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.title} index {index} out of range for {len(self)} samples")
+        entry = self.entries[int(index)]
+        image = read_image(entry.image_path)
+        gt = validate_gt(self.to_gt(self.load_mask(entry.mask_path), entry))
+        if gt.shape != image.shape[:2]:
+            raise ValueError(
+                f"{self.title}: mask {entry.mask_path} is {gt.shape[0]}x{gt.shape[1]} (HxW) but image "
+                f"{entry.image_path} is {image.shape[0]}x{image.shape[1]}"
+            )
+        if not (gt == 1).any():
+            raise ValueError(
+                f"{self.title}: sample {entry.name!r} has an empty ground truth ({entry.mask_path} has no "
+                f"{self.object_rule}); the index was built without checking masks or from a stale cached list"
+            )
+        return EvalSample(entry.name, np.ascontiguousarray(image), np.ascontiguousarray(gt))
+
+    def __iter__(self) -> Iterator[EvalSample]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def names(self) -> list[str]:
+        """Sample names in order, without decoding anything."""
+        return [entry.name for entry in self.entries]
+
+    def pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(image, gt) per sample: the input ``iseg.evaluation.protocol.evaluate_dataset`` takes."""
+        return ((sample.image, sample.gt) for sample in self)
+
+    def drop_empty(self, entries: Sequence[EvalEntry]) -> list[EvalEntry]:
+        """Entries whose GT has an object pixel; the others go to ``exclusions`` with the reason.
+
+        Each mask file is decoded once even when several entries (instances) share it.
+        """
+        kept: list[EvalEntry] = []
+        raw_path, raw = None, None
+        for entry in entries:
+            if entry.mask_path != raw_path:
+                raw_path, raw = entry.mask_path, self.load_mask(entry.mask_path)
+            if (self.to_gt(raw, entry) == 1).any():
+                kept.append(entry)
+            else:
+                self.exclusions.append((entry.name, f"empty ground truth: {entry.mask_path} has no {self.object_rule}"))
+        return kept
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, samples={len(self)}, exclusions={len(self.exclusions)})"

@@ -1,0 +1,92 @@
+"""InteractiveDataModule: batch layout, per-rank batch split, seeded loaders, protocol view."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from iseg.data.datamodule import InteractiveDataModule
+from iseg.data.synthetic import SyntheticShapesDataset
+from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator
+from iseg.interaction.sampler import MultiPointSampler
+
+CROP = (48, 64)
+
+
+def _module(seed: int | None = 0, num_workers: int = 0, batch_size: int = 4, **kwargs) -> InteractiveDataModule:
+    sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15)
+    common = dict(points_sampler=sampler, num_samples=16, image_size=(56, 80))
+    train = SyntheticShapesDataset(split="train", augmentator=coco_lvis_train_augmentator(CROP), epoch_len=32, **common)
+    val = SyntheticShapesDataset(split="val", augmentator=coco_lvis_val_augmentator(CROP), **common)
+    return InteractiveDataModule(train, val, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs)
+
+
+def _first_batch(module: InteractiveDataModule, stage: str = "train") -> dict[str, torch.Tensor]:
+    module.setup("fit")
+    loader = module.train_dataloader() if stage == "train" else module.val_dataloader()
+    return next(iter(loader))
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_layout() -> None:
+    for stage in ("train", "val"):
+        batch = _first_batch(_module(), stage)
+        assert set(batch) == {"images", "points", "instances"}
+        assert batch["images"].shape == (4, 3, *CROP) and batch["images"].dtype == torch.float32
+        assert batch["points"].shape == (4, 48, 3) and batch["points"].dtype == torch.float32
+        assert batch["instances"].shape == (4, 1, *CROP) and batch["instances"].dtype == torch.float32
+    loader = _module().train_dataloader()
+    assert loader.drop_last and len(loader) == 8
+
+
+def test_global_batch_is_split_across_ranks() -> None:
+    module = _module(batch_size=32)
+    module.trainer = SimpleNamespace(world_size=4, global_rank=1)
+    module.setup("fit")
+    assert module.train_dataloader().batch_size == 8
+    module = _module(batch_size=30)
+    module.trainer = SimpleNamespace(world_size=4, global_rank=0)
+    with pytest.raises(ValueError, match="batch_size=30 is not divisible by the world size 4"):
+        module.setup("fit")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_same_seed_gives_the_same_first_batch(num_workers: int) -> None:
+    first = _first_batch(_module(seed=11, num_workers=num_workers))
+    again = _first_batch(_module(seed=11, num_workers=num_workers))
+    other = _first_batch(_module(seed=12, num_workers=num_workers))
+    assert _same(first, again)
+    assert not torch.equal(first["images"], other["images"])
+    batches = iter(_module(seed=11, num_workers=num_workers).train_dataloader())
+    assert not torch.equal(next(batches)["images"], next(batches)["images"]), "workers must not repeat each other"
+
+
+def test_ranks_and_epochs_get_different_data() -> None:
+    batches = []
+    for rank in (0, 1):
+        module = _module(seed=5)
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        module.setup("fit")
+        loader = module.train_dataloader()
+        batches.append([next(iter(loader)) for _ in range(2)])  # first batch of two epochs
+    assert not torch.equal(batches[0][0]["images"], batches[1][0]["images"]), "ranks must not load the same items"
+    assert not torch.equal(batches[0][0]["images"], batches[0][1]["images"]), "epochs must differ"
+
+
+def test_seed_defaults_to_lightnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PL_GLOBAL_SEED", "11")
+    assert _same(_first_batch(_module(seed=None)), _first_batch(_module(seed=11)))
+
+
+def test_protocol_samples() -> None:
+    module = _module()
+    view = module.protocol_samples(5)
+    assert len(view) == 5 and module.protocol_samples(5) is view
+    image, gt, name = view[0]
+    assert image.shape == (56, 80, 3) and gt.shape == (56, 80) and name == "val_000000#0"
+    assert len(module.protocol_samples(None)) == sum(len(module.val_dataset.get_sample(i)) for i in range(16))
