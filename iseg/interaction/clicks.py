@@ -38,16 +38,16 @@ def clicks_to_points(
     N is ``num_max_points`` when given (clicks beyond it are dropped, as the reference's
     ``net_clicks_limit`` does), else max(#positive, #negative, 1) over the batch.
     """
-    positives = [[c for c in clicks if c.is_positive] for clicks in clicks_per_sample]
-    negatives = [[c for c in clicks if not c.is_positive] for clicks in clicks_per_sample]
+    indexed = [list(enumerate(clicks)) for clicks in clicks_per_sample]
+    positives = [[(i, c) for i, c in sample if c.is_positive] for sample in indexed]
+    negatives = [[(i, c) for i, c in sample if not c.is_positive] for sample in indexed]
     if num_max_points is None:
         num_max_points = max([1] + [len(p) for p in positives] + [len(n) for n in negatives])
     points = torch.full((len(clicks_per_sample), 2 * num_max_points, 3), PAD_VALUE, dtype=torch.float32)
-    for b, clicks in enumerate(clicks_per_sample):
-        order = {id(c): i for i, c in enumerate(clicks)}
+    for b in range(len(clicks_per_sample)):
         for offset, group in ((0, positives[b]), (num_max_points, negatives[b])):
-            for k, click in enumerate(group[:num_max_points]):
-                points[b, offset + k] = torch.tensor([click.y, click.x, float(order[id(click)])])
+            for k, (order, click) in enumerate(group[:num_max_points]):
+                points[b, offset + k] = torch.tensor([click.y, click.x, float(order)])
     return points.to(device) if device is not None else points
 
 

@@ -1,0 +1,288 @@
+"""Predictor: the RITM NoBRS pipeline golden (zoom-in + flip + previous-mask feedback with
+fill-rule HRNet18s weights), and behaviour on small fake networks: logit-level flip averaging,
+feedback, undo/reset, the reference's net_clicks_limit, bad clicks, device placement."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from iseg.evaluation.protocol import evaluate_sample
+from iseg.inference.predictor import Predictor
+from iseg.interaction.clicks import Click, points_to_clicks
+from tests.golden import fill_rule_state_dict, load_spec, official_config
+
+GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden" / "protocol" / "ritm_hrnet18s_nobrs_grabcut"
+OVERRIDES = {"v1": {}, "v1_override": {"maps_transform.3.scale": 1.0, "feature_extractor.cls_head.bias": 15.0}}
+
+
+# ---------------------------------------------------------------------------- golden
+
+
+@pytest.fixture(scope="module")
+def golden() -> tuple[dict, dict[str, np.ndarray]]:
+    with np.load(GOLDEN.with_suffix(".npz")) as data:
+        arrays = {key: data[key] for key in data.files}
+    return json.loads(GOLDEN.with_suffix(".json").read_text()), arrays
+
+
+def _checkpoint(setting: str, folder: Path) -> Path:
+    """Official-format stand-in of ritm_hrnet18s_itermask with the setting's overridden scalars."""
+    spec = load_spec("ritm_hrnet18s_itermask")
+    state: OrderedDict[str, torch.Tensor] = fill_rule_state_dict(spec)
+    for name, value in OVERRIDES[setting].items():
+        assert state[name].shape == (1,), name
+        state[name] = torch.full((1,), value)
+    path = folder / f"ritm_hrnet18s_itermask_{setting}.pth"
+    torch.save({"state_dict": state, "config": official_config(spec)}, path)
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a small shared CPU, two threads of a 400-px HRNet contend badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("setting", ["v1", "v1_override"])
+def test_nobrs_pipeline_matches_reference(setting: str, golden, tmp_path: Path, one_thread) -> None:
+    meta, arrays = golden
+    assert meta["predictor"]["zoom_in"]["target_size"] == 400 and meta["predictor"]["with_flip"]
+    predictor = Predictor.from_checkpoint(
+        str(_checkpoint(setting, tmp_path)), zoom_in={"target_size": 400}, with_flip=True, pred_thr=0.49
+    )
+    for ref in meta["settings"][setting]:
+        name = ref["image"]
+        image, gt = arrays[f"image/{name}"], arrays[f"gt/{name}"]
+        assert list(image.shape[:2]) == ref["resized_shape"] == list(gt.shape)
+        predictor.set_image(image)
+        maps, rois = [], []
+
+        def predict(clicks: list[Click]) -> np.ndarray:
+            probs = predictor.add_click(clicks[-1])
+            maps.append(probs)
+            rois.append(None if predictor.roi is None else list(predictor.roi))
+            return probs
+
+        result = evaluate_sample(predict, gt, max_clicks=6, target_iou=1.01)
+        assert [[c.y, c.x, int(c.is_positive)] for c in result.clicks] == ref["clicks"], name
+        np.testing.assert_allclose(result.ious, ref["ious"], atol=1e-3, err_msg=name)
+        mean_prob = [float(m.astype(np.float64).mean()) for m in maps]
+        np.testing.assert_allclose(mean_prob, ref["mean_prob"], atol=1e-4, rtol=0, err_msg=name)
+        assert rois == ref["roi"], name
+        # the reference itself flips a pixel across 0.49 between thread counts (README "Stability")
+        n_fg = np.array([(m > 0.49).sum() for m in maps])
+        assert np.abs(n_fg - ref["n_fg"]).max() <= 5, (name, n_fg.tolist(), ref["n_fg"])
+        key = f"probs/{setting}/{name}"
+        if key in arrays:
+            np.testing.assert_allclose(np.stack(maps), arrays[key].astype(np.float32), atol=1e-3, rtol=0, err_msg=name)
+
+
+# ---------------------------------------------------------------------------- fake networks
+
+
+class DiskNet(nn.Module):
+    """Pixel-wise logits from the image, the previous mask and radius-``r`` click disks.
+
+    Every term is a function of a pixel and its distance to the clicks, so the net commutes with
+    mirroring (image and click columns mirrored together). ``ramp`` adds a left-to-right slope
+    that breaks that symmetry. Inputs are recorded for inspection.
+    """
+
+    with_prev_mask = True
+
+    def __init__(self, radius: float = 6.0, ramp: float = 0.0):
+        super().__init__()
+        self.radius, self.ramp = radius, ramp
+        self.weight = nn.Parameter(torch.tensor(2.0))
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls.append((x.clone(), points.clone()))
+        batch, _, height, width = x.shape
+        rows = torch.arange(height, device=x.device, dtype=x.dtype).view(1, 1, height, 1)
+        cols = torch.arange(width, device=x.device, dtype=x.dtype).view(1, 1, 1, width)
+        num = points.shape[1] // 2
+        disks = []
+        for group in (points[:, :num], points[:, num:]):
+            y, x_, valid = group[..., 0], group[..., 1], group[..., :2].max(dim=-1).values >= 0
+            dist2 = (rows - y.view(batch, -1, 1, 1)) ** 2 + (cols - x_.view(batch, -1, 1, 1)) ** 2
+            inside = (dist2 <= self.radius**2) & valid.view(batch, -1, 1, 1)
+            disks.append(inside.any(dim=1, keepdim=True).to(x.dtype))
+        logits = 6 * disks[0] - 6 * disks[1] + self.weight * (x[:, :1] - 0.5) + 1.5 * x[:, 3:4] - 1.0
+        ramp = self.ramp * (cols / max(width - 1, 1) - 0.5)
+        return {"instances": logits + ramp}
+
+
+def _image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_flip_averages_logits_and_mirrors_click_columns() -> None:
+    image, clicks = _image(), [Click(20, 10, True), Click(30, 50, False), Click(22, 12, True)]
+    plain = Predictor(DiskNet(), with_flip=False)
+    flipped = Predictor(DiskNet(), with_flip=True)
+    ramped = Predictor(DiskNet(ramp=5.0), with_flip=True)
+    for predictor in (plain, flipped, ramped):
+        predictor.set_image(image)
+    for click in clicks:
+        expected = plain.add_click(click)
+        np.testing.assert_allclose(flipped.add_click(click), expected, atol=1e-6)
+        # the slope cancels only if logits (not probabilities) of x and mirror(x) are averaged
+        np.testing.assert_allclose(ramped.add_click(click), expected, atol=1e-6)
+    x, points = flipped.net.calls[-1]
+    assert x.shape == (2, 4, 48, 64) and torch.equal(x[1], torch.flip(x[0], dims=[2]))
+    original, mirrored = points_to_clicks(points)
+    assert [(c.y, 63 - c.x, c.is_positive) for c in original] == [(c.y, c.x, c.is_positive) for c in mirrored]
+
+
+def test_previous_probabilities_are_fed_back() -> None:
+    predictor = Predictor(DiskNet())
+    predictor.set_image(_image())
+    first = predictor.add_click(Click(20, 10, True))
+    predictor.add_click(Click(30, 50, False))
+    x0, x1 = predictor.net.calls[0][0], predictor.net.calls[1][0]
+    assert x0.shape == (1, 4, 48, 64) and torch.count_nonzero(x0[0, 3]) == 0
+    np.testing.assert_array_equal(x1[0, 3].numpy(), first)
+
+
+def test_zoom_in_runs_the_network_on_the_crop_and_zeroes_outside() -> None:
+    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor.set_image(_image(96, 128))
+    predictor.add_click(Click(40, 60, True))
+    assert predictor.roi is None and predictor.net.calls[-1][0].shape == (1, 4, 96, 128)
+    probs = predictor.add_click(Click(42, 62, True))
+    rmin, rmax, cmin, cmax = predictor.roi
+    assert (rmax - rmin + 1, cmax - cmin + 1) != (96, 128)
+    assert max(predictor.net.calls[-1][0].shape[2:]) == 64
+    outside = probs.copy()
+    outside[rmin : rmax + 1, cmin : cmax + 1] = 0
+    assert outside.max() == 0 and probs[rmin : rmax + 1, cmin : cmax + 1].min() > 0
+
+
+def test_small_first_object_is_predicted_again_with_a_crop_when_skip_clicks_is_zero() -> None:
+    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8, "skip_clicks": 0})
+    predictor.set_image(_image(96, 128))
+    predictor.add_click(Click(40, 60, True))
+    assert len(predictor.net.calls) == 2  # full image, then the crop around that prediction
+    assert predictor.net.calls[0][0].shape[2:] == (96, 128) and max(predictor.net.calls[1][0].shape[2:]) == 64
+    assert predictor.roi is not None
+
+
+def test_undo_and_reset_restore_the_state() -> None:
+    predictor = Predictor(DiskNet(radius=3.0), with_flip=True, zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor.set_image(_image(96, 128))
+    clicks = [Click(40, 60, True), Click(42, 62, True), Click(10, 10, True), Click(41, 61, False)]
+    after, rois = [], []
+    for click in clicks:
+        after.append(predictor.add_click(click).copy())
+        rois.append(predictor.roi)
+    assert rois[2] != rois[1]  # the far positive click moved the ROI, so undo has something to restore
+    predictor.undo()
+    predictor.undo()
+    assert predictor.clicks == clicks[:2] and predictor.roi == rois[1]
+    np.testing.assert_array_equal(predictor.probs, after[1])
+    for k in (2, 3):  # replaying gives the same maps as the first time: the state was restored exactly
+        np.testing.assert_array_equal(predictor.add_click(clicks[k]), after[k])
+    predictor.reset()
+    assert predictor.clicks == [] and predictor.roi is None and not predictor.probs.any()
+    np.testing.assert_array_equal(predictor.add_click(clicks[0]), after[0])
+    np.testing.assert_array_equal(predictor.undo(), np.zeros((96, 128), np.float32))
+    assert predictor.roi is None and predictor.undo().shape == (96, 128)  # undo with no clicks is a no-op
+
+
+def test_set_image_clears_clicks_and_zoom_state() -> None:
+    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor.set_image(_image(96, 128))
+    first = predictor.add_click(Click(40, 60, True)).copy()
+    predictor.add_click(Click(42, 62, True))
+    predictor.set_image(_image(96, 128))
+    assert predictor.clicks == [] and predictor.roi is None
+    np.testing.assert_array_equal(predictor.add_click(Click(40, 60, True)), first)
+
+
+def test_returned_map_cannot_corrupt_the_feedback() -> None:
+    predictor = Predictor(DiskNet())
+    predictor.set_image(_image())
+    probs = predictor.add_click(Click(20, 10, True))
+    with pytest.raises(ValueError, match="read-only"):
+        probs[0, 0] = 1.0
+
+
+def test_net_clicks_limit_keeps_the_first_clicks_in_click_order() -> None:
+    predictor = Predictor(DiskNet(), net_clicks_limit=4)
+    predictor.set_image(_image())
+    clicks = [Click(5, 5 + k, True) for k in range(3)] + [Click(40, 5 + k, False) for k in range(3)]
+    for click in clicks:
+        predictor.add_click(click)
+    points = predictor.net.calls[-1][1]
+    # reference: N = min(limit, max(#pos, #neg)) = 3 rows per polarity; only clicks 0..3 are fed
+    assert points.shape == (1, 6, 3)
+    assert points[0, :, 2].tolist() == [0, 1, 2, 3, -1, -1]
+
+
+def test_without_prev_mask_the_network_gets_rgb_only() -> None:
+    net = DiskNet()
+    net.with_prev_mask = False
+    seen = []
+    net.forward = lambda x, points: seen.append(x.shape) or {"instances": x[:, :1]}  # type: ignore[method-assign]
+    predictor = Predictor(net)
+    predictor.set_image(_image())
+    probs = predictor.add_click(Click(1, 1, True))
+    assert seen == [(1, 3, 48, 64)] and probs.shape == (48, 64) and probs.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "click",
+    [
+        Click(48, 10, True),
+        Click(10, 64, False),
+        Click(-1, 10, True),
+        Click(10, -0.5, True),
+        Click(float("nan"), 1, True),
+    ],
+)
+def test_click_outside_the_image_is_rejected(click: Click) -> None:
+    predictor = Predictor(DiskNet())
+    predictor.set_image(_image())
+    with pytest.raises(ValueError, match=rf"click \(y={click.y}, x={click.x}\) lies outside the 48x64 image"):
+        predictor.add_click(click)
+    assert predictor.clicks == []
+
+
+def test_bad_inputs_name_the_value() -> None:
+    predictor = Predictor(DiskNet())
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.add_click(Click(1, 1, True))
+    with pytest.raises(ValueError, match=r"uint8 RGB.*float32 \(4, 4, 3\)"):
+        predictor.set_image(np.zeros((4, 4, 3), np.float32))
+    predictor.set_image(_image())
+    with pytest.raises(TypeError, match=r"expected a Click, got tuple"):
+        predictor.add_click((1, 1, True))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="net_clicks_limit"):
+        Predictor(DiskNet(), net_clicks_limit=0)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_argument_is_honoured(device: str) -> None:
+    predictor = Predictor(DiskNet(), device=device, with_flip=True, zoom_in={"target_size": 32, "min_crop_size": 8})
+    assert predictor.device == torch.device(device)
+    assert predictor.net.weight.device.type == device
+    predictor.set_image(torch.from_numpy(_image()).permute(2, 0, 1).float() / 255)  # tensors are accepted too
+    predictor.add_click(Click(20, 10, True))
+    probs = predictor.add_click(Click(21, 11, True))
+    assert isinstance(probs, np.ndarray) and probs.shape == (48, 64)
+    for x, points in predictor.net.calls:
+        assert x.device.type == device and points.device.type == device
