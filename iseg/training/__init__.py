@@ -1,0 +1,1 @@
+"""Training entry points: the importable train(cfg) function, the Trainer and callbacks."""

@@ -1,0 +1,142 @@
+"""The importable training function behind train.py: compose-able, testable, sweep-friendly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(config: DictConfig | None, kind: str) -> list[Any]:
+    """Instantiate a dict of named ``_target_`` configs (callbacks, loggers); entries set to null are off."""
+    objects: list[Any] = []
+    if not config:
+        return objects
+    if not isinstance(config, (DictConfig, Mapping)):
+        raise TypeError(f"the {kind} config must be a mapping of named entries, got {type(config).__name__}")
+    for name, entry in config.items():
+        if entry is None:
+            continue
+        if not isinstance(entry, (DictConfig, Mapping)) or "_target_" not in entry:
+            raise ValueError(f"{kind} entry '{name}' has no _target_: {entry}")
+        objects.append(instantiate(entry))
+    return objects
+
+
+@rank_zero_only
+def log_hyperparameters(cfg: DictConfig, model: L.LightningModule, trainer: L.Trainer) -> None:
+    """Send the composed config and parameter counts to every logger (rank 0 only)."""
+    if not trainer.loggers:
+        return
+    params = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model/params_total": sum(p.numel() for p in model.parameters()),
+        "model/params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params)
+
+
+def _protocol_metrics(results: list[Mapping[str, Any]]) -> dict[str, float]:
+    return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+@rank_zero_only
+def print_comparison(before: Mapping[str, float], after: Mapping[str, float], keys: list[str]) -> None:
+    """The closing table: the protocol metrics of the untrained and the trained network."""
+    width = max(len(k) for k in keys) + 2
+    lines = ["", "Evaluation protocol on the validation split (NoC: mean number of clicks, lower is better)",
+             f"{'metric':<{width}}{'untrained':>12}{'trained':>12}"]
+    for key in keys:
+        b, a = before.get(key, float("nan")), after.get(key, float("nan"))
+        lines.append(f"{key:<{width}}{b:>12.2f}{a:>12.2f}")
+    print("\n".join(lines), flush=True)
+
+
+def _single_log_file() -> None:
+    """Keep the run's log file to rank 0: other DDP ranks log to the console only."""
+    if rank_zero_only.rank == 0:
+        return
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _refuse_multirun_ddp(cfg: DictConfig) -> None:
+    """Lightning's `ddp` re-runs the script per rank, which would re-run a whole Hydra sweep."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        multirun = False
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if multirun and strategy.startswith("ddp") and not strategy.startswith("ddp_spawn"):
+        raise ValueError(
+            f"trainer.strategy={strategy} cannot run inside a Hydra multirun (each rank would re-run the "
+            "sweep); use trainer.strategy=ddp_spawn for sweeps, or a cluster launcher (hydra/launcher=submitit_slurm)"
+        )
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train as configured; returns ``cfg.optimized_metric`` after training (for sweeps)."""
+    _single_log_file()
+    _refuse_multirun_ddp(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    model: L.LightningModule = instantiate(cfg.model, _recursive_=False)
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_hyperparameters(cfg, model, trainer)
+
+    report_keys = [f"val/{k}" for k in cfg.get("report_metrics", ["noc85", "noc90"])]
+    before: dict[str, float] = {}
+    try:
+        if cfg.get("validate_before_training", False) and not trainer.fast_dev_run:
+            before = _protocol_metrics(trainer.validate(model, datamodule=datamodule, verbose=False))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        if before:
+            after = _protocol_metrics(trainer.validate(model, datamodule=datamodule, verbose=False))
+            print_comparison(before, after, report_keys)
+            metrics.update(after)
+        log.info(
+            "rank %d/%d finished: epoch %d, global step %d",
+            trainer.global_rank, trainer.world_size, trainer.current_epoch, trainer.global_step,
+        )
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if best and trainer.is_global_zero:
+            log.info("best checkpoint: %s", best)
+    finally:
+        _finish_wandb()
+
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric '{name}' was not logged; logged metrics: {sorted(metrics)}")
+    return metrics[name]
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun starts a new one."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
