@@ -47,6 +47,9 @@ def test_model_config_instantiates(model, tmp_path):
 def test_experiment_composes(experiment, tmp_path):
     cfg = compose_train_config(tmp_path, [f"experiment={experiment}"], tiny=False)
     assert cfg.model.net.pretrained is True, "paper recipes start from ImageNet weights"
+    # the reference values, whatever the data config adjusts for training from scratch
+    assert cfg.model.net.backbone_lr_mult == 0.1 and cfg.model.net.maps_scale_init == 0.05
+    assert cfg.model.optimizer.lr == 5e-4
     assert cfg.trainer.max_epochs >= 200
     assert list(cfg.data.train_dataset.augmentator.crop_size) == [320, 480]
 
@@ -67,6 +70,14 @@ def test_ddp_trainer_config(tmp_path):
 def test_unknown_config_name_is_reported(tmp_path):
     with pytest.raises(MissingConfigException, match="ritm_hrnet99"):
         compose_train_config(tmp_path, ["model=ritm_hrnet99"])
+
+
+def test_synthetic_data_adjusts_the_model_for_training_from_scratch(tmp_path):
+    cfg = compose_train_config(tmp_path, tiny=False)
+    assert cfg.model.net.pretrained is False
+    assert cfg.model.net.backbone_lr_mult == 1.0 and cfg.model.net.maps_scale_init == 1.0
+    module = instantiate(cfg.model, _recursive_=False)
+    assert module.net.maps_transform[3].scale.item() == 1.0
 
 
 def test_data_config_instantiates(tmp_path):

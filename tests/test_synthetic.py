@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -177,3 +178,24 @@ def test_evaluation_view() -> None:
     assert len(names) == 7 and "val_000000#0" in names
     everything = dataset.evaluation_view()
     assert len(everything) == sum(len(dataset.get_sample(i)) for i in range(dataset.num_samples))
+
+
+def test_flat_variant_and_object_scale() -> None:
+    sampler = MultiPointSampler(max_num_points=4)
+    flat = SyntheticShapesDataset(sampler, num_samples=4, image_size=(96, 144), textured=False, object_scale=(0.3, 0.4))
+    textured = SyntheticShapesDataset(sampler, num_samples=4, image_size=(96, 144))
+    for index in range(4):
+        sample = flat.get_sample(index)
+        # flat fills: every instance is nearly one colour (only the blur/noise varies it)
+        for obj in sample.root_objects:
+            interior = cv2.erode((sample.get_object_mask(obj) == 1).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            if interior.sum() > 20:  # away from the blurred outline
+                assert sample.image[interior].astype(np.float32).std(axis=0).max() < 8
+        # larger shapes than the default range: each instance covers a sizeable part of the image
+        assert min(np.count_nonzero(sample.get_object_mask(o) == 1) for o in sample.root_objects) > 200
+    patterned = [textured.get_sample(i) for i in range(4)]
+    assert max(s.image[s.background_mask].std() for s in patterned) > max(
+        flat.get_sample(i).image[flat.get_sample(i).background_mask].std() for i in range(4)
+    )
+    with pytest.raises(ValueError, match="object_scale"):
+        SyntheticShapesDataset(sampler, object_scale=(0.3, 0.7))

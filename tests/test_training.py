@@ -96,3 +96,13 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     }
     with pytest.raises(FloatingPointError, match=r"non-finite train loss .*global step 0"):
         module.training_step(batch, 0)
+
+
+def test_bf16_mixed_precision_and_channels_last_from_the_trainer_config(tmp_path):
+    cfg = compose_train_config(
+        tmp_path, ["trainer.precision=bf16-mixed", "trainer.channels_last=true", "callbacks=none", "logger=csv"]
+    )
+    train(cfg)
+    rows = _metrics_rows(tmp_path)
+    losses = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
+    assert losses and all(np.isfinite(losses))

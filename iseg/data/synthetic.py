@@ -38,6 +38,9 @@ class SyntheticShapesDataset(InteractiveDataset):
         num_objects: inclusive (min, max) instances per image.
         ignore_prob: chance that an image has an ignore band.
         base_seed: content seed shared by both splits.
+        object_scale: (min, max) shape radius as a fraction of the shorter image side.
+        textured: patterned fills and a blotchy, striped background; False gives flat
+            colours on a smooth background (an easier task, for quick runs).
     """
 
     def __init__(
@@ -49,6 +52,8 @@ class SyntheticShapesDataset(InteractiveDataset):
         num_objects: Sequence[int] = (2, 5),
         ignore_prob: float = 0.25,
         base_seed: int = 0,
+        object_scale: Sequence[float] = (0.12, 0.3),
+        textured: bool = True,
         augmentator: Callable[..., dict[str, Any]] | None = None,
         min_object_area: int = 0,
         keep_background_prob: float = 0.0,
@@ -71,6 +76,11 @@ class SyntheticShapesDataset(InteractiveDataset):
         self.num_objects = (low, high)
         self.ignore_prob = ignore_prob
         self.base_seed = base_seed
+        low_scale, high_scale = (float(v) for v in object_scale)
+        if not 0 < low_scale <= high_scale <= 0.5:
+            raise ValueError(f"object_scale must be (min, max) with 0 < min <= max <= 0.5, got {tuple(object_scale)}")
+        self.object_scale = (low_scale, high_scale)
+        self.textured = textured
         super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
 
     @property
@@ -81,7 +91,9 @@ class SyntheticShapesDataset(InteractiveDataset):
         if not 0 <= index < self._num_samples:
             raise IndexError(f"synthetic {self.split} index {index} out of range [0, {self._num_samples})")
         rng = np.random.default_rng(np.random.SeedSequence([self.base_seed, SPLITS[self.split], index]))
-        image, labels = render_shapes(rng, self.image_size, self.num_objects, self.ignore_prob)
+        image, labels = render_shapes(
+            rng, self.image_size, self.num_objects, self.ignore_prob, self.object_scale, self.textured
+        )
         name = f"{self.split}_{index:06d}"
         return InstanceSample.from_label_map(image, labels, ignore_values=[IGNORE_VALUE], name=name)
 
@@ -91,6 +103,8 @@ def render_shapes(
     image_size: tuple[int, int],
     num_objects: tuple[int, int],
     ignore_prob: float,
+    object_scale: tuple[float, float] = (0.12, 0.3),
+    textured: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image: (uint8 H×W×3 RGB, uint8 H×W labels: 0 bg, k instance k, 255 ignore)."""
     height, width = image_size
@@ -100,7 +114,7 @@ def render_shapes(
     for _ in range(40 * target):
         if len(shapes) == target:
             break
-        candidate = _random_shape(rng, height, width)
+        candidate = _random_shape(rng, height, width, object_scale)
         if _all_visible(shapes + [candidate], min_area):
             shapes.append(candidate)
     if len(shapes) < target:
@@ -110,13 +124,13 @@ def render_shapes(
         )
 
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    background_colour, image = _background(rng, yy, xx)
+    background_colour, image = _background(rng, yy, xx, textured)
     labels = np.zeros((height, width), np.uint8)
     for k, mask in enumerate(shapes, start=1):
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         inside = mask[box]
-        image[box][inside] = _fill(rng, yy[box], xx[box], background_colour)[inside]
+        image[box][inside] = _fill(rng, yy[box], xx[box], background_colour, textured)[inside]
         labels[mask] = k
     image = cv2.GaussianBlur(image, (3, 3), 0.6) + 5.0 * rng.standard_normal(image.shape, dtype=np.float32)
     if shapes and rng.random() < ignore_prob:
@@ -138,9 +152,9 @@ def _all_visible(shapes: list[np.ndarray], min_area: int) -> bool:
     return True
 
 
-def _random_shape(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _random_shape(rng: np.random.Generator, height: int, width: int, object_scale: tuple[float, float]) -> np.ndarray:
     canvas = np.zeros((height, width), np.uint8)
-    radius = rng.uniform(0.12, 0.3) * min(height, width)
+    radius = rng.uniform(*object_scale) * min(height, width)
     cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
     angle = rng.uniform(0, 360)
     kind = rng.integers(4)
@@ -184,10 +198,14 @@ def _rounded_rect(half_h: float, half_w: float, corner: float) -> tuple[np.ndarr
     return np.concatenate(ys), np.concatenate(xs)
 
 
-def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean colour, float32 H×W×3): colour + low-frequency blotches + gradient + faint stripes."""
+def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, textured: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(mean colour, float32 H×W×3): colour + low-frequency blotches + gradient + faint stripes
+    (colour + gentle gradient only when not ``textured``)."""
     height, width = yy.shape
     colour = rng.uniform(40, 215, 3).astype(np.float32)
+    if not textured:
+        ramp = rng.uniform(-1, 1) * yy / height + rng.uniform(-1, 1) * xx / width
+        return colour, colour + ramp[:, :, None] * rng.normal(0, 10, 3).astype(np.float32)
     grid = rng.normal(0.0, 28.0, (int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3)).astype(np.float32)
     image = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC) + colour
     ramp = rng.uniform(-1, 1) * yy / height + rng.uniform(-1, 1) * xx / width
@@ -197,14 +215,14 @@ def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> tup
     return colour, image
 
 
-def _fill(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+def _fill(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, avoid: np.ndarray, textured: bool = True) -> np.ndarray:
     """Float32 h×w×3 pattern over the pixel grid (yy, xx), in a colour ~60+ RGB units from ``avoid``."""
     for _ in range(20):
         primary = rng.uniform(0, 255, 3).astype(np.float32)
         if np.linalg.norm(primary - avoid) > 60:
             break
     secondary = np.clip(primary + rng.normal(0, 45, 3), 0, 255).astype(np.float32)
-    pattern = rng.integers(4)
+    pattern = rng.integers(4) if textured else 0
     if pattern == 0:  # flat
         weight = np.zeros(yy.shape, np.float32)
     elif pattern == 1:  # stripes

@@ -24,6 +24,10 @@ class ISModel(nn.Module):
 
     Fusion variants (RITM paper names): DMF (``use_rgb_conv=True``), Conv1E (``conv_extend=True``)
     and Conv1S (default when both are False; used by every released ITER-M model).
+
+    ``maps_scale_init`` is Conv1S's initial click-feature scale (not in the reference, which fixes
+    0.05 so clicks do not disturb an ImageNet-initialised stem; training from scratch learns the
+    clicks far sooner from 1.0).
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class ISModel(nn.Module):
         conv_extend: bool = False,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         norm_mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET_MEAN_STD,
+        maps_scale_init: float = 0.05,
     ):
         super().__init__()
         if clicks_groups is not None:
@@ -70,7 +75,7 @@ class ISModel(nn.Module):
                 nn.Conv2d(self.coord_feature_ch, 16, kernel_size=1),
                 nn.LeakyReLU(negative_slope=0.2) if use_leaky_relu else nn.ReLU(inplace=True),
                 nn.Conv2d(16, 64, kernel_size=3, stride=2, padding=1),
-                ScaleLayer(init_value=0.05, lr_mult=1),
+                ScaleLayer(init_value=maps_scale_init, lr_mult=1),
             )
 
     def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -111,7 +111,10 @@ def train(cfg: DictConfig) -> float | None:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         if before:
-            after = _protocol_metrics(trainer.validate(model, datamodule=datamodule, verbose=False))
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            after = _protocol_metrics(
+                trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=False)
+            )
             print_comparison(before, after, report_keys)
             metrics.update(after)
         log.info(

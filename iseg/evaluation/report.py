@@ -1,0 +1,214 @@
+"""What an evaluation leaves behind: the metric table, per-sample files, the curve and examples.
+
+Files written into the output dir by :func:`write_reports`:
+
+- ``table.txt``: the printed table (one row per set) and the list of excluded samples;
+- ``results.json``: settings, per set the summary, SPC, exclusions and every sample's clicks,
+  IoU and (intersection, union) after each click;
+- ``per_click.csv``: the same per-click rows in long format (dataset, sample, click, ...);
+- ``iou_curve.png``: mean IoU vs. clicks per set (see :mod:`iseg.evaluation.plots`);
+- ``examples/<set>/<index>_<name>.png``: ground truth | final prediction with the clicks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from iseg.evaluation.plots import held_iou_curve, plot_iou_curves
+from iseg.evaluation.visualize import interaction_panel
+from iseg.interaction.metrics import DEFAULT_MIOU_CLICKS, noc, noc_thresholds, threshold_name
+
+if TYPE_CHECKING:
+    from iseg.evaluation.runner import DatasetEvaluation
+
+TABLE_COLUMNS = ("NoC@85", "NoC@90", "NoC@95", "NoF@85", "NoF@90") + tuple(f"mIoU@{k}" for k in DEFAULT_MIOU_CLICKS)
+PER_SAMPLE_FORMATS = ("json", "csv")
+CSV_FIELDS = ("dataset", "index", "sample", "click", "y", "x", "is_positive", "iou", "intersection", "union")
+
+
+@dataclass
+class ReportFiles:
+    """Paths of what :func:`write_reports` wrote, and the table text it printed there."""
+
+    table: str
+    table_file: Path
+    curve_png: Path
+    curves: dict[str, np.ndarray]
+    json_file: Path | None = None
+    csv_file: Path | None = None
+    examples: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> str:
+    """One row per set with NoC@85/90/95, NoF@85/90, mIoU@k and seconds per click.
+
+    A metric the run cannot give is shown as ``-``, with the reason under the table: NoC@95
+    needs ``target_iou`` >= 0.95; mIoU@k is the mean over samples of the k-th IoU, which exists
+    for every sample only when none stopped before click k (``target_iou=1.01`` runs them all).
+    """
+    header = ("dataset", "samples", *TABLE_COLUMNS, "SPC [s]", "wall/click [s]")
+    rows = []
+    for evaluation in evaluations:
+        summary = evaluation.summary
+        cells = [evaluation.key, str(len(evaluation.records))]
+        for column in TABLE_COLUMNS:
+            value = summary.get(column)
+            if value is None:
+                cells.append("-")
+            elif column.startswith("NoF"):
+                cells.append(str(int(value)))
+            elif column.startswith("mIoU"):
+                cells.append(f"{value:.4f}")
+            else:
+                cells.append(f"{value:.2f}")
+        cells.append(f"{evaluation.result.seconds_per_click:.3f}")
+        cells.append(f"{evaluation.wall_seconds_per_click:.3f}")
+        rows.append(cells)
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+    lines = [title] if title else []
+    lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    notes = []
+    if any(evaluation.summary.get("NoC@95") is None for evaluation in evaluations):
+        notes.append("NoC@95 '-': samples stopped at a target IoU below 0.95 (protocol.target_iou=0.95 or 1.01)")
+    if any(evaluation.summary.get(c) is None for evaluation in evaluations for c in TABLE_COLUMNS if "mIoU" in c):
+        notes.append("mIoU@k '-': not every sample ran k clicks (protocol.target_iou=1.01 max_clicks=20 runs all)")
+    notes.append(
+        "NoC: mean clicks to reach the IoU (max when never); NoF: samples with NoC = max clicks; "
+        "SPC: seconds per click of one process (loading included); wall/click: elapsed time over all clicks"
+    )
+    lines.extend(notes)
+    for evaluation in evaluations:
+        if evaluation.exclusions:
+            lines.append(f"{evaluation.key}: {len(evaluation.exclusions)} excluded")
+            lines.extend(f"  {name}: {reason}" for name, reason in evaluation.exclusions)
+    return "\n".join(lines)
+
+
+def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The content of ``results.json``: plain JSON types, IoUs as the float32 values rounded back to float."""
+    datasets = {}
+    for evaluation in evaluations:
+        max_clicks = evaluation.protocol["max_clicks"]
+        thresholds = [(threshold_name(t), t) for t in noc_thresholds(evaluation.protocol["target_iou"])]
+        samples = []
+        for record in evaluation.records:
+            ious = [float(v) for v in record.result.ious]
+            samples.append(
+                {
+                    "index": record.index,
+                    "name": record.name,
+                    "clicks": [[_coordinate(c.y), _coordinate(c.x), bool(c.is_positive)] for c in record.result.clicks],
+                    "ious": ious,
+                    "inter_union": record.result.inter_union.tolist(),
+                    "noc": {name: noc(record.result.ious, t, max_clicks) for name, t in thresholds},
+                }
+            )
+        datasets[evaluation.key] = {
+            "title": evaluation.title,
+            "root": evaluation.root,
+            "summary": {k: _json_number(v) for k, v in evaluation.summary.items()},
+            "num_samples": len(evaluation.records),
+            "num_clicks": evaluation.result.num_clicks,
+            "seconds": evaluation.result.seconds,
+            "seconds_per_click": evaluation.result.seconds_per_click,
+            "wall_seconds": evaluation.wall_seconds,
+            "wall_seconds_per_click": evaluation.wall_seconds_per_click,
+            "world_size": evaluation.world_size,
+            "protocol": evaluation.protocol,
+            "predictor": evaluation.predictor,
+            "exclusions": [{"name": name, "reason": reason} for name, reason in evaluation.exclusions],
+            "samples": samples,
+        }
+    return {**dict(meta), "datasets": datasets}
+
+
+def _coordinate(value: float) -> int | float:
+    """Protocol clicks are integer pixels: written as ints, any other value as a float."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _json_number(value: float) -> float | int | None:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return None if math.isnan(value) else float(value)
+
+
+def write_per_click_csv(evaluations: Sequence[DatasetEvaluation], path: Path) -> Path:
+    """One row per click of every sample: position, sign, IoU and the counts behind it."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_FIELDS)
+        for evaluation in evaluations:
+            for record in evaluation.records:
+                result = record.result
+                steps = zip(result.clicks, result.ious, result.inter_union)
+                for k, (click, iou, (inter, union)) in enumerate(steps, 1):
+                    writer.writerow(
+                        [evaluation.key, record.index, record.name, k, click.y, click.x, int(click.is_positive),
+                         repr(float(iou)), int(inter), int(union)]
+                    )
+    return path
+
+
+def write_examples(evaluation: DatasetEvaluation, folder: Path) -> list[Path]:
+    """PNG per kept example: ground truth overlay | final prediction with the clicks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for example in evaluation.examples:
+        panel = interaction_panel(
+            example.image, example.gt, example.probs, example.clicks, evaluation.protocol["pred_thr"]
+        )
+        path = folder / f"{example.index:04d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', example.name)}.png"
+        if not cv2.imwrite(str(path), np.ascontiguousarray(panel[:, :, ::-1])):
+            raise OSError(f"cannot write example picture {path}")
+        paths.append(path)
+    return paths
+
+
+def check_formats(formats: Sequence[str]) -> list[str]:
+    """The per-sample formats as a list, or ValueError naming the unsupported ones (checked before a long run)."""
+    unknown = sorted(set(formats) - set(PER_SAMPLE_FORMATS))
+    if unknown:
+        raise ValueError(f"per-sample formats {unknown} are not supported (choose from {list(PER_SAMPLE_FORMATS)})")
+    return list(formats)
+
+
+def write_reports(
+    evaluations: Sequence[DatasetEvaluation],
+    output_dir: Path,
+    meta: Mapping[str, Any],
+    formats: Sequence[str] = PER_SAMPLE_FORMATS,
+) -> ReportFiles:
+    """Write every file listed in the module docstring into ``output_dir``; returns their paths."""
+    formats = check_formats(formats)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    title = f"NoC evaluation of {meta['checkpoint']}" if "checkpoint" in meta else ""
+    table = format_table(evaluations, title)
+    table_file = output_dir / "table.txt"
+    table_file.write_text(table + "\n", encoding="utf-8")
+    curves = {e.key: held_iou_curve([r.result.ious for r in e.records], e.protocol["max_clicks"]) for e in evaluations}
+    targets = {e.protocol["target_iou"] for e in evaluations}
+    curve_png = plot_iou_curves(curves, output_dir / "iou_curve.png", target_iou=min(targets))
+    files = ReportFiles(table, table_file, curve_png, curves)
+    if "json" in formats:
+        files.json_file = output_dir / "results.json"
+        files.json_file.write_text(json.dumps(results_document(evaluations, meta), indent=1), encoding="utf-8")
+    if "csv" in formats:
+        files.csv_file = write_per_click_csv(evaluations, output_dir / "per_click.csv")
+    for evaluation in evaluations:
+        if evaluation.examples:
+            files.examples[evaluation.key] = write_examples(evaluation, output_dir / "examples" / evaluation.key)
+    return files

@@ -1,0 +1,129 @@
+"""Seconds per click and peak memory of the NoC evaluation of a checkpoint on one dataset.
+
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ../shared/data/GrabCut
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset davis --root ../shared/data/DAVIS --max-samples 20
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --no-zoom --no-flip --device cuda
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --processes 2 --threads 1
+
+The timed loop is the evaluation's own (iseg.evaluation.runner.evaluate_checkpoint): sample
+loading, clicker, predictor (zoom-in, flip, network) and IoU, as the reference's SPC counts them.
+The results digest identifies every sample's clicks and per-click (intersection, union) counts:
+equal digests mean identical clicks and IoUs, so two settings (e.g. --no-channels-last) can be
+compared for speed at equal results.
+
+Seconds per click is one process's loop time per click (the reference's SPC); with
+``--processes N`` (Lightning Fabric DDP, the samples sharded over N processes) the wall-clock time
+per click is what a user waits for a whole dataset. Peak RSS is per process (the largest one).
+CPU seconds per click (user + system time of all processes over all clicks) is what the loop costs
+on a machine shared with other work, where wall-clock figures depend on the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iseg.evaluation.distributed import gather_objects  # noqa: E402
+from iseg.evaluation.runner import (  # noqa: E402
+    RITM_ZOOM_IN,
+    RITM_ZOOM_IN_PER_DATASET,
+    DatasetEvaluation,
+    evaluate_checkpoint,
+)
+from iseg.models.checkpoints import load_model  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def results_digest(evaluation: DatasetEvaluation) -> str:
+    """Short hash of every sample's clicks (position, sign) and (intersection, union) after each."""
+    digest = hashlib.sha1()
+    for record in evaluation.records:
+        digest.update(repr([(c.y, c.x, c.is_positive) for c in record.result.clicks]).encode())
+        digest.update(repr(record.result.inter_union.tolist()).encode())
+    return digest.hexdigest()[:12]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="iseg .ckpt or official checkpoint")
+    parser.add_argument("--dataset", default="grabcut", help="evaluation set name (grabcut, berkeley, davis, ...)")
+    parser.add_argument("--root", type=Path, required=True, help="dataset root folder")
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--target-iou", type=float, default=0.90)
+    parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--no-zoom", action="store_true")
+    parser.add_argument("--no-channels-last", action="store_true", help="keep the network in NCHW layout")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--processes", type=int, default=1, help="evaluation processes (DDP), samples sharded")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    rank = 0
+    if args.processes > 1:
+        from lightning.fabric import Fabric
+
+        fabric = Fabric(accelerator=device.type, devices=args.processes, strategy="ddp")
+        fabric.launch()
+        rank, device = fabric.global_rank, fabric.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net = load_model(args.checkpoint, map_location="cpu")
+    predictor = {"with_flip": not args.no_flip, "zoom_in": None if args.no_zoom else RITM_ZOOM_IN}
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    evaluation = evaluate_checkpoint(
+        net,
+        {args.dataset: args.root},
+        device=device,
+        predictor=predictor,
+        zoom_in_per_dataset=RITM_ZOOM_IN_PER_DATASET,
+        max_clicks=args.max_clicks,
+        target_iou=args.target_iou,
+        max_samples=args.max_samples,
+        channels_last=not args.no_channels_last,
+    )[0]
+    total = time.perf_counter() - start
+    cpu = sum(gather_objects([cpu_seconds() - cpu_start]))
+    peak = max(gather_objects([peak_rss_mib()]))
+    if rank != 0:
+        return
+    zoom = "off" if args.no_zoom else f"target {evaluation.predictor['zoom_in']['target_size']}"
+    print(f"checkpoint       {args.checkpoint}")
+    print(
+        f"setting          {args.dataset}, device {device}, threads {torch.get_num_threads()}, "
+        f"flip {'off' if args.no_flip else 'on'}, zoom-in {zoom}, channels_last {not args.no_channels_last}, "
+        f"processes {evaluation.world_size}"
+    )
+    print(f"samples / clicks {len(evaluation.records)} / {evaluation.result.num_clicks}")
+    print(f"seconds / click  {evaluation.result.seconds_per_click:.4f}  (one process)")
+    print(f"wall s / click   {evaluation.wall_seconds_per_click:.4f}")
+    print(f"CPU s / click    {cpu / max(evaluation.result.num_clicks, 1):.4f}  (user + system, all processes)")
+    print(f"wall / total s   {evaluation.wall_seconds:.1f} / {total:.1f}  (total includes the network build)")
+    print(f"peak RSS         {peak:.0f} MiB")
+    if device.type == "cuda":
+        print(f"peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+    print(f"NoC@90           {evaluation.summary['NoC@90']:.2f}")
+    print(f"results digest   {results_digest(evaluation)}")
+
+
+if __name__ == "__main__":
+    main()
