@@ -35,7 +35,7 @@ def test_model_config_instantiates(model, tmp_path):
     grouped = [p for g in optimizer.param_groups for p in g["params"]]
     assert len(grouped) == len(list(net.parameters())) == len({id(p) for p in grouped})
     for group in optimizer.param_groups:
-        assert group["lr"] == pytest.approx(5e-4 * group["lr_mult"])
+        assert group["lr"] == pytest.approx(cfg.model.optimizer.lr * group["lr_mult"])
     # the ITER-M input: image + previous mask, clicks in the (B, 2N, 3) layout
     points = torch.tensor([[[20.0, 30.0, 0.0], [-1.0, -1.0, -1.0]]])
     with torch.no_grad():

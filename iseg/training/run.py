@@ -53,7 +53,8 @@ def _protocol_metrics(results: list[Mapping[str, Any]]) -> dict[str, float]:
 def print_comparison(before: Mapping[str, float], after: Mapping[str, float], keys: list[str]) -> None:
     """The closing table: the protocol metrics of the untrained and the trained network."""
     width = max(len(k) for k in keys) + 2
-    lines = ["", "Evaluation protocol on the validation split (NoC: mean number of clicks, lower is better)",
+    lines = ["", "Evaluation protocol on the validation split (NoC: mean clicks to reach the IoU, lower is better;",
+             "mIoU@k: mean IoU after k clicks, higher is better)",
              f"{'metric':<{width}}{'untrained':>12}{'trained':>12}"]
     for key in keys:
         b, a = before.get(key, float("nan")), after.get(key, float("nan"))
