@@ -332,11 +332,11 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
     from iseg.evaluation.report import check_formats, write_reports
     from iseg.evaluation.wandb_report import log_evaluations
-    from iseg.training.run import _finish_wandb, _single_log_file, instantiate_group
+    from iseg.runtime import finish_wandb, instantiate_group, single_log_file
 
     formats = check_formats(cfg.get("per_sample_formats", ["json"]))
     _refuse_multirun_processes(cfg)
-    _single_log_file()  # DDP children know their rank from the environment already
+    single_log_file()  # DDP children know their rank from the environment already
     fabric = instantiate(cfg.fabric)
     fabric.launch()
     if cfg.get("threads"):
@@ -372,5 +372,5 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
         try:
             log_evaluations(loggers, evaluations, outputs, config)
         finally:
-            _finish_wandb()
+            finish_wandb()
     return {evaluation.key: dict(evaluation.summary) for evaluation in evaluations}

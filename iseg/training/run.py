@@ -12,23 +12,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from iseg.runtime import finish_wandb, instantiate_group, single_log_file
+
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(config: DictConfig | None, kind: str) -> list[Any]:
-    """Instantiate a dict of named ``_target_`` configs (callbacks, loggers); entries set to null are off."""
-    objects: list[Any] = []
-    if not config:
-        return objects
-    if not isinstance(config, (DictConfig, Mapping)):
-        raise TypeError(f"the {kind} config must be a mapping of named entries, got {type(config).__name__}")
-    for name, entry in config.items():
-        if entry is None:
-            continue
-        if not isinstance(entry, (DictConfig, Mapping)) or "_target_" not in entry:
-            raise ValueError(f"{kind} entry '{name}' has no _target_: {entry}")
-        objects.append(instantiate(entry))
-    return objects
+
 
 
 @rank_zero_only
@@ -62,14 +51,7 @@ def print_comparison(before: Mapping[str, float], after: Mapping[str, float], ke
     print("\n".join(lines), flush=True)
 
 
-def _single_log_file() -> None:
-    """Keep the run's log file to rank 0: other DDP ranks log to the console only."""
-    if rank_zero_only.rank == 0:
-        return
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)
-        handler.close()
+
 
 
 def _refuse_multirun_ddp(cfg: DictConfig) -> None:
@@ -91,7 +73,7 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> float | None:
     """Train as configured; returns ``cfg.optimized_metric`` after training (for sweeps)."""
-    _single_log_file()
+    single_log_file()
     _refuse_multirun_ddp(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -126,7 +108,7 @@ def train(cfg: DictConfig) -> float | None:
         if best and trainer.is_global_zero:
             log.info("best checkpoint: %s", best)
     finally:
-        _finish_wandb()
+        finish_wandb()
 
     name = cfg.get("optimized_metric")
     if not name:
@@ -136,11 +118,3 @@ def train(cfg: DictConfig) -> float | None:
     return metrics[name]
 
 
-def _finish_wandb() -> None:
-    """Close the W&B run so the next job of a multirun starts a new one."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is not None:
-        wandb.finish()
