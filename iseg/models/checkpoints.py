@@ -146,7 +146,7 @@ def describe_architecture(state_dict: Mapping[str, Any]) -> str:
     else:
         prefixes = sorted({key.split(".", 1)[0] for key in state_dict})
         parts.append(f"unrecognised network with top-level modules {_preview(prefixes)}")
-    if any(key.startswith("feature_extractor.correction_module.") for key in state_dict):
+    if any(key.startswith(_FCFI_KEY_PREFIXES) for key in state_dict):
         parts.append("FCFI feedback modules")
     if shape("maps_transform.0.weight"):
         parts.append(f"Conv1S click fusion of {shape('maps_transform.0.weight')[1]} maps")
@@ -156,6 +156,14 @@ def describe_architecture(state_dict: Mapping[str, Any]) -> str:
         parts.append("DMF (rgb_conv) click fusion")
     parts.append(f"{len(state_dict)} tensors")
     return ", ".join(parts)
+
+
+# FFCM (both variants), CFFM on HRNet, CFFM on DeepLab.
+_FCFI_KEY_PREFIXES = (
+    "feature_extractor.correction_module.",
+    "feature_extractor.fusion_module.",
+    "feature_extractor.feedback_fusion.",
+)
 
 
 def _preview(items: list, limit: int = 12) -> str:
@@ -170,6 +178,12 @@ _OFFICIAL_CLASSES = {
     "isegm.model.is_hrnet_model.HRNetModel": ("iseg.models.hrnet_model", "HRNetModel"),
     "isegm.model.is_deeplab_model.DeeplabModel": ("iseg.models.deeplab_model", "DeeplabModel"),
 }
+# FCFI kept RITM's class names; its configs are told apart by the parameters of its feedback modules.
+_FCFI_CLASSES = {
+    "isegm.model.is_hrnet_model.HRNetModel": ("iseg.models.fcfi.hrnet_model", "FCFIHRNetModel"),
+    "isegm.model.is_deeplab_model.DeeplabModel": ("iseg.models.fcfi.deeplab_model", "FCFIDeeplabModel"),
+}
+_FCFI_PARAMS = ("mid_ch", "update_num", "expansion_ratio")
 # Values of 'class'-type params: an allow-list, never an import of a string from the file.
 _OFFICIAL_PARAM_CLASSES: dict[str, type[nn.Module]] = {
     "torch.nn.modules.batchnorm.BatchNorm2d": nn.BatchNorm2d,
@@ -179,19 +193,22 @@ _OFFICIAL_PARAM_CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model_from_official_config(config: Mapping[str, Any]) -> nn.Module:
+def build_model_from_official_config(
+    config: Mapping[str, Any], classes: Mapping[str, tuple[str, str]] = _OFFICIAL_CLASSES
+) -> nn.Module:
     """Build the iseg network for a reference ``_config`` (``{'class', 'params'}``), untrained.
 
-    Params that the reference marked ``specified`` or whose value differs from our default are
-    passed; a param our class does not accept is an error (it could change the network).
+    ``classes`` maps the reference class names to iseg's (module, class). Params that the
+    reference marked ``specified`` or whose value differs from our default are passed; a param
+    our class does not accept is an error (it could change the network).
     """
     if not isinstance(config, Mapping) or "class" not in config or not isinstance(config.get("params"), Mapping):
         found = f"keys {_preview(list(config))}" if isinstance(config, Mapping) else f"a {type(config).__name__}"
         raise CheckpointError(f"config must be a dict with 'class' and a 'params' dict, found {found}")
     class_name = config["class"]
-    if class_name not in _OFFICIAL_CLASSES:
-        raise CheckpointError(f"config.class '{class_name}' is not supported (known: {list(_OFFICIAL_CLASSES)})")
-    module_name, attr = _OFFICIAL_CLASSES[class_name]
+    if class_name not in classes:
+        raise CheckpointError(f"config.class '{class_name}' is not supported (known: {list(classes)})")
+    module_name, attr = classes[class_name]
     cls = getattr(importlib.import_module(module_name), attr)
     defaults = _constructor_defaults(cls)
     kwargs = {}
@@ -247,21 +264,43 @@ def _constructor_defaults(cls: type) -> dict[str, Any]:
     return defaults
 
 
+def _is_official_container(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and set(obj) == {"state_dict", "config"}
+        and isinstance(obj["config"], Mapping)
+        and "class" in obj["config"]
+    )
+
+
 class RitmContainerFormat:
-    """RITM (and FCFI) ``torch.save({'state_dict': ..., 'config': model._config})``."""
+    """RITM's ``torch.save({'state_dict': ..., 'config': model._config})``."""
 
     name = "ritm"
 
     def matches(self, obj: Any) -> bool:
-        return (
-            isinstance(obj, Mapping)
-            and set(obj) == {"state_dict", "config"}
-            and isinstance(obj["config"], Mapping)
-            and "class" in obj["config"]
-        )
+        return _is_official_container(obj)
 
     def build(self, obj: Any) -> nn.Module:
         model = build_model_from_official_config(obj["config"])
+        load_state_dict_strict(model, obj["state_dict"])
+        return model
+
+
+class FcfiContainerFormat:
+    """FCFI's container: RITM's layout and class names, with FCFI params (mid_ch, update_num,
+    expansion_ratio) in the config; builds FCFIHRNetModel / FCFIDeeplabModel.
+
+    The architecture comes from the config params (FCFI's "h18s" file says ``small=False``)."""
+
+    name = "fcfi"
+
+    def matches(self, obj: Any) -> bool:
+        params = obj["config"].get("params") if _is_official_container(obj) else None
+        return isinstance(params, Mapping) and any(name in params for name in _FCFI_PARAMS)
+
+    def build(self, obj: Any) -> nn.Module:
+        model = build_model_from_official_config(obj["config"], _FCFI_CLASSES)
         load_state_dict_strict(model, obj["state_dict"])
         return model
 
@@ -312,3 +351,4 @@ def _without_pretrained(config: Any) -> Any:
 
 register_checkpoint_format(RitmContainerFormat())
 register_checkpoint_format(LightningFormat())
+register_checkpoint_format(FcfiContainerFormat(), before="ritm")

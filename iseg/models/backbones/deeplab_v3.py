@@ -167,7 +167,17 @@ class DeepLabV3Plus(nn.Module):
 
     def forward(self, x: torch.Tensor, additional_features: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, 3, H, W) normalised image; additional_features: stride-2 click features or None."""
+        return self.decode(*self.context_and_skip(x, additional_features))
+
+    def context_and_skip(
+        self, x: torch.Tensor, additional_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ASPP output resized to stride 4, and the projected stride-4 skip features (FCFI acts in between)."""
         c1, _, _, c4 = self.backbone(x, additional_features)
         skip = self.skip_project(c1)
         context = F.interpolate(self.aspp(c4), size=skip.shape[2:], mode="bilinear", align_corners=True)
+        return context, skip
+
+    def decode(self, context: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder head on [context, skip]: ``ch`` channels at stride 4."""
         return self.head(torch.cat((context, skip), dim=1))

@@ -171,6 +171,12 @@ class HRNetOCR(nn.Module):
                 nn.Conv2d(channels, num_classes, kernel_size=1),
             )
 
+    def set_fuse_relu(self, enabled: bool) -> None:
+        """Switch the ReLU after every multi-branch fuse on (RITM) or off (FCFI); no parameters change."""
+        for stage in (self.stage2, self.stage3, self.stage4):
+            for module in stage:
+                module.fuse_act = nn.ReLU(inplace=False) if enabled else nn.Identity()
+
     def stem(self, x: torch.Tensor, additional_features: torch.Tensor | None = None) -> torch.Tensor:
         """Stride-4 stem; click features (B, 64, H/2, W/2) are added before ``conv2``."""
         x = self.act1(self.bn1(self.conv1(x)))
