@@ -1,0 +1,196 @@
+"""A user's own training data: ``images/`` + ``masks/``, the layout of the evaluation folder set.
+
+Layout::
+
+    root/
+      images/<stem>.<ext>    any format OpenCV reads (jpg, png, ...)
+      masks/<stem>.png       one mask per image, matched by file stem
+      train.txt, val.txt     optional: image stems of each split, one per line
+
+Masks are single-channel label maps (8- or 16-bit PNG; a palette PNG gives its indices; a
+3-channel mask must be gray). With ``mask_mode='instances'`` (the default) 0 is background,
+``ignore_value`` (255 by default, like VOC's boundary label) is "don't care" (-1 in the target,
+no click is placed there), and every other value is one instance. ``mask_mode='binary'`` treats
+every other value as one single object. A mask of only background is a valid sample (a
+background crop); ``keep_background_prob`` decides how often one is used.
+
+Splits: with ``train.txt`` / ``val.txt`` in the root, each split is the listed images. Without
+them the images (sorted by name) are shuffled with ``split_seed`` and the first ``val_fraction``
+of them are the validation split, the rest training: the same split on every run and rank.
+An image without a mask is an error; a mask without an image is reported as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from iseg.data.eval.base import read_image, read_mask
+from iseg.data.eval.layout import pair_by_stem, read_name_list
+from iseg.data.interactive_dataset import InteractiveDataset
+from iseg.data.sample import InstanceSample
+from iseg.data.training_layout import require_training_layout
+from iseg.interaction.sampler import MultiPointSampler
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "all")
+MASK_MODES = ("instances", "binary")
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A mask file as a 2-D unsigned integer array (palette indices for palette PNGs)."""
+    if path.suffix.lower() == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                if image.mode == "P":
+                    return np.asarray(image)
+        except OSError:
+            pass  # not decodable by PIL: OpenCV below reports the file
+    mask = read_mask(path, cv2.IMREAD_UNCHANGED)
+    if mask.ndim == 3:
+        if mask.shape[2] != 3 or not (mask == mask[:, :, :1]).all():
+            raise ValueError(
+                f"folder dataset: mask {path} has {mask.shape[2]} channels with different values; "
+                "save masks as single-channel (gray) images of instance ids"
+            )
+        mask = mask[:, :, 0]
+    if mask.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"folder dataset: mask {path} must hold 8- or 16-bit integer ids, got {mask.dtype}")
+    return mask
+
+
+class FolderDataset(InteractiveDataset):
+    """Images and label-map masks matched by stem (see the module docstring).
+
+    Args:
+        root: dataset folder.
+        points_sampler / augmentator / min_object_area / keep_background_prob / epoch_len / seed:
+            as in ``InteractiveDataset``.
+        split: 'train', 'val' or 'all' (every image, ignoring split files).
+        mask_mode: 'instances' (each value one instance) or 'binary' (all values one object).
+        ignore_value: mask value that is "don't care" (None: none).
+        val_fraction: share of the images in 'val' when there are no split files.
+        split_seed: shuffles the images before that split.
+        images_dir, masks_dir: sub-folder names.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        points_sampler: MultiPointSampler,
+        split: str = "train",
+        mask_mode: str = "instances",
+        ignore_value: int | None = 255,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        images_dir: str = "images",
+        masks_dir: str = "masks",
+        augmentator: Callable[..., dict[str, Any]] | None = None,
+        min_object_area: int = 0,
+        keep_background_prob: float = 0.0,
+        epoch_len: int = -1,
+        seed: int | None = None,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"folder dataset split must be one of {list(SPLITS)}, got {split!r}")
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"folder dataset mask_mode must be one of {list(MASK_MODES)}, got {mask_mode!r}")
+        if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, int) or ignore_value <= 0):
+            raise ValueError(f"folder dataset ignore_value must be a positive integer or None, got {ignore_value!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"folder dataset val_fraction must be in [0, 1), got {val_fraction}")
+        self.root = Path(root).expanduser()
+        self.split, self.mask_mode, self.ignore_value = split, mask_mode, ignore_value
+        require_training_layout(
+            "folder",
+            self.root,
+            [
+                (f"{images_dir}/", "images, any extension"),
+                (f"{masks_dir}/", "one label-map PNG per image, same stem: 0 bg, k instance k, 255 ignore"),
+                ("train.txt, val.txt", "optional image stems per split (else a seeded val_fraction split)"),
+            ],
+            [images_dir, masks_dir],
+        )
+        entries, orphans = pair_by_stem("folder dataset", self.root / images_dir, self.root / masks_dir)
+        if orphans:
+            log.warning(
+                "folder dataset %s: %d mask(s) without an image are not used: %s",
+                self.root, len(orphans), ", ".join(name for name, _ in orphans[:5]) + (" ..." if len(orphans) > 5 else ""),
+            )
+        by_stem = {entry.image_path.stem: entry for entry in entries}
+        stems = self._split_stems(sorted(by_stem), val_fraction, split_seed)
+        self.entries = [by_stem[stem] for stem in stems]
+        super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
+
+    def _split_stems(self, stems: list[str], val_fraction: float, split_seed: int) -> list[str]:
+        if self.split == "all":
+            return stems
+        split_file = self.root / f"{self.split}.txt"
+        other_file = self.root / f"{'val' if self.split == 'train' else 'train'}.txt"
+        if split_file.is_file():
+            listed, known = read_name_list(split_file), set(stems)
+            unknown = [name for name in listed if name not in known]
+            if unknown:
+                raise FileNotFoundError(
+                    f"folder dataset: {len(unknown)} name(s) of {split_file} have no image+mask pair in "
+                    f"{self.root} (e.g. {unknown[:5]}); list image file stems, one per line"
+                )
+            return listed
+        if other_file.is_file():
+            raise FileNotFoundError(
+                f"folder dataset: {other_file} exists but {split_file} does not; give both split files or neither"
+            )
+        order = np.random.default_rng(split_seed).permutation(len(stems))
+        num_val = math.ceil(val_fraction * len(stems))
+        chosen = order[:num_val] if self.split == "val" else order[num_val:]
+        if len(chosen) == 0:
+            raise ValueError(
+                f"folder dataset {self.root}: the {self.split} split is empty ({len(stems)} images, "
+                f"val_fraction={val_fraction}); add images, change val_fraction, or write train.txt/val.txt"
+            )
+        return [stems[i] for i in sorted(chosen)]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [entry.image_path.stem for entry in self.entries]
+
+    def label_map(self, index: int) -> np.ndarray:
+        """The mask of sample ``index`` as a label map (binary mode: 1 object, ignore kept)."""
+        if not 0 <= index < len(self.entries):
+            raise IndexError(f"folder {self.split} index {index} out of range [0, {len(self.entries)})")
+        labels = read_label_map(self.entries[index].mask_path)
+        if self.mask_mode == "binary":
+            ignore = labels == self.ignore_value if self.ignore_value is not None else None
+            labels = (labels != 0).astype(labels.dtype)
+            if ignore is not None and ignore.any():
+                labels[ignore] = self.ignore_value
+        return labels
+
+    def get_sample(self, index: int) -> InstanceSample:
+        labels = self.label_map(index)
+        entry = self.entries[index]
+        image = read_image(entry.image_path)
+        if labels.shape != image.shape[:2]:
+            raise ValueError(
+                f"folder dataset: mask {entry.mask_path} is {labels.shape[0]}x{labels.shape[1]} but image "
+                f"{entry.image_path} is {image.shape[0]}x{image.shape[1]}"
+            )
+        ignore = [self.ignore_value] if self.ignore_value is not None else []
+        return InstanceSample.from_label_map(image, labels, ignore_values=ignore, name=entry.image_path.stem)
+
+    def sample_object_ids(self, index: int) -> list[int]:
+        values = np.unique(self.label_map(index))
+        return list(range(sum(1 for v in values if v != 0 and v != self.ignore_value)))
