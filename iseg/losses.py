@@ -2,7 +2,7 @@
 
 Labels are 1 (object), 0 (background) and ``ignore_label`` (-1). The trainer averages the
 per-sample values over the batch and weights them (NFL 1.0 on ``instances``, BCE 0.4 on
-``instances_aux`` for the ITER-M models).
+``instances_aux`` for the ITER-M models; FCFI adds the masked NFL on its corrected feedback).
 """
 
 from __future__ import annotations
@@ -66,6 +66,27 @@ class NormalizedFocalLoss(nn.Module):
         log_p_t = torch.log(torch.minimum(p_t + self.eps, torch.ones_like(p_t)))
         loss = self.weight * (-alpha_t * beta * log_p_t * valid)
         return loss.sum(dim=(1, 2, 3)) / (valid.sum(dim=(1, 2, 3)) + self.eps)
+
+
+class MaskedNormalizedFocalLoss(NormalizedFocalLoss):
+    """Normalized focal loss restricted to the pixels where ``mask`` is exactly 1 (FCFI's feedback1 loss).
+
+    FCFI compares the corrected feedback with the labels only inside the correction window, a soft
+    map in [0, 1]: the reference keeps pixels whose ``mask.long() == 1``, i.e. where the window
+    reached exactly 1.0 in floating point, on top of the ignore label. Everything else is
+    NormalizedFocalLoss on the kept pixels (normaliser and mean over them only). Like every loss
+    here it applies a sigmoid to ``pred`` unless ``from_sigmoid``: FCFI feeds it probability maps
+    with the default ``from_sigmoid=False`` (a double sigmoid), which parity needs as is.
+    """
+
+    def forward(self, pred: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits, labels and window (B, C, H, W) -> losses (B,)."""
+        label = _check(pred, label)
+        if mask.shape != label.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match label shape {tuple(label.shape)}")
+        # marking the pixels outside the window as ignored is the same as and-ing the valid masks
+        outside = mask.long() != 1
+        return super().forward(pred, label.masked_fill(outside, self.ignore_label))
 
 
 class SigmoidBinaryCrossEntropyLoss(nn.Module):

@@ -2,9 +2,12 @@
 
     python scripts/benchmark_train_step.py                      # HRNet18s, batch 8, 320x480, CPU
     python scripts/benchmark_train_step.py model=ritm_hrnet32 --batch-size 4 --device cuda --precision bf16
+    python scripts/benchmark_train_step.py model=fcfi_hrnet18s  # FCFI (FCFIModule: feedback losses)
+    python scripts/benchmark_train_step.py model=fcfi_resnet101 --device cuda
 
 Each step draws 0-3 extra simulated clicks (eval-mode passes without gradients), then runs the
-forward/backward/Adam update, exactly as in training. Batches are prepared beforehand so the
+forward/backward/Adam update, exactly as in training (for FCFI models: with the newest click and
+the gate as extra inputs and the feedback losses). Batches are prepared beforehand so the
 figure is the model step alone (the data pipeline has its own benchmark).
 """
 
@@ -89,7 +92,8 @@ def main() -> None:
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
     mean = statistics.mean(times)
-    print(f"model: {cfg.model.net._target_} {dict((k, v) for k, v in cfg.model.net.items() if k in ('width', 'small', 'ocr_width', 'backbone'))}")
+    print(f"model: {cfg.model.net._target_} {dict((k, v) for k, v in cfg.model.net.items() if k in ('width', 'small', 'ocr_width', 'backbone', 'mid_ch', 'expansion_ratio'))}")
+    print(f"module: {type(module).__name__}")
     print(f"device: {device} | precision: {args.precision} | channels_last: {args.channels_last} | threads: {torch.get_num_threads()}")
     print(f"batch {args.batch_size} x {crop[0]}x{crop[1]}, {args.steps} timed steps (0-3 extra clicks each)")
     print(f"step time: mean {mean:.3f} s, median {statistics.median(times):.3f} s, min {min(times):.3f} s")

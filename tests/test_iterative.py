@@ -106,3 +106,34 @@ def test_bad_arguments_are_reported():
         simulate_iterative_clicks(FakeNet(), images, None, gt, points, -1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="prev_masks must have shape"):
         simulate_iterative_clicks(FakeNet(), images, torch.zeros(2, 1, 5, 5), gt, points, 1, np.random.default_rng(0))
+
+
+def test_call_net_and_on_clicks_hooks_keep_the_same_loop():
+    """A custom call per pass (FCFI's extra inputs) sees the same inputs and yields the same clicks."""
+    images, gt, points = batch()
+    plain_net = FakeNet()
+    want_prev, want_points = simulate_iterative_clicks(plain_net, images, None, gt, points, 3, np.random.default_rng(4))
+    net = FakeNet().train()
+    passes, seen = [], []
+
+    def call_net(net_input, pts, pass_index):
+        passes.append((pass_index, net.training, torch.is_grad_enabled()))
+        return net(net_input, pts)
+
+    def on_clicks(clicks, probs):
+        seen.append((clicks, probs))
+
+    prev, new_points = simulate_iterative_clicks(
+        net, images, None, gt, points, 3, np.random.default_rng(4), call_net=call_net, on_clicks=on_clicks
+    )
+    assert passes == [(1, False, False), (2, False, False), (3, False, False)] and net.training
+    assert torch.equal(prev, want_prev) and torch.equal(new_points, want_points)
+    n = points.shape[1] // 2
+    assert len(seen) == 3
+    for k, (clicks, probs) in enumerate(seen, start=1):
+        before = net.calls[k - 1]["points"]
+        after = net.calls[k]["points"] if k < 3 else new_points
+        for b, click in enumerate(clicks):
+            slot = n - k if click.is_positive else 2 * n - k
+            assert after[b, slot].tolist() == [click.y, click.x, float(k)] and not torch.equal(before[b], after[b])
+        assert torch.equal(probs, net.calls[k]["input"][:, 3:] if k < 3 else prev)

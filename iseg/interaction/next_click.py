@@ -8,7 +8,8 @@ maps of :mod:`iseg.interaction.errors`. They differ where the references differ:
   distance 0, the click is the first maximum in row-major order;
 - training (RITM ``get_next_points``): ignore counts as background, 5x5 chamfer DT, the click is
   drawn uniformly among pixels deeper than half the larger maximum, and is written into the fixed
-  slot N-k (positive) or 2N-k (negative) of the points tensor.
+  slot N-k (positive) or 2N-k (negative) of the points tensor; FCFI networks also get the click
+  just added as ``new_points`` (:func:`new_click_points`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,33 @@ def sample_next_clicks(
     return clicks
 
 
+def _check_points_layout(points: torch.Tensor, batch: int, click_index: int) -> int:
+    """N of a (B, 2N, 3) points layout, after checking that slot k = ``click_index`` exists."""
+    if points.dim() != 3 or points.shape[0] != batch or points.shape[1] % 2 or points.shape[2] not in (2, 3):
+        raise ValueError(f"points must have shape (B={batch}, 2N, 3), got {tuple(points.shape)}")
+    num_points = points.shape[1] // 2
+    if not 1 <= click_index <= num_points:
+        raise ValueError(f"click_index must be in 1..{num_points} (N of the points layout), got {click_index}")
+    return num_points
+
+
+def write_clicks(points: torch.Tensor, clicks: Sequence[Click | None], click_index: int) -> torch.Tensor:
+    """Copy of ``points`` (B, 2N, 3) with click k = ``click_index`` of each sample in its fixed slot.
+
+    A positive click overwrites slot N-k, a negative one 2N-k, with (y, x, k): the reference fills
+    the layout from the end so that sampler clicks at the front are kept. None leaves a sample as is.
+    """
+    num_points = _check_points_layout(points, len(clicks), click_index)
+    points = points.clone()
+    for b, click in enumerate(clicks):
+        if click is None:
+            continue
+        slot = num_points - click_index if click.is_positive else 2 * num_points - click_index
+        row = [click.y, click.x, float(click_index)][: points.shape[2]]
+        points[b, slot] = torch.tensor(row, dtype=points.dtype, device=points.device)
+    return points
+
+
 def sample_next_points(
     pred_probs: torch.Tensor,
     gt: torch.Tensor,
@@ -148,21 +176,31 @@ def sample_next_points(
 ) -> torch.Tensor:
     """Copy of ``points`` (B, 2N, 3) with the k-th simulated click (k = ``click_index`` >= 1).
 
-    The click overwrites slot N-k (positive) or 2N-k (negative) with (y, x, k): the reference
-    fills the layout from the end so that sampler clicks at the front are kept.
+    :func:`sample_next_clicks` followed by :func:`write_clicks` (slot N-k or 2N-k).
     """
-    batch = pred_probs.shape[0]
-    if points.dim() != 3 or points.shape[0] != batch or points.shape[1] % 2 or points.shape[2] not in (2, 3):
-        raise ValueError(f"points must have shape (B={batch}, 2N, 3), got {tuple(points.shape)}")
-    num_points = points.shape[1] // 2
-    if not 1 <= click_index <= num_points:
-        raise ValueError(f"click_index must be in 1..{num_points} (N of the points layout), got {click_index}")
-    clicks = sample_next_clicks(pred_probs, gt, rng, pred_thresh)
-    points = points.clone()
-    for b, click in enumerate(clicks):
-        if click is None:
-            continue
-        slot = num_points - click_index if click.is_positive else 2 * num_points - click_index
-        row = [click.y, click.x, float(click_index)][: points.shape[2]]
-        points[b, slot] = torch.tensor(row, dtype=points.dtype, device=points.device)
-    return points
+    _check_points_layout(points, pred_probs.shape[0], click_index)
+    return write_clicks(points, sample_next_clicks(pred_probs, gt, rng, pred_thresh), click_index)
+
+
+def new_click_points(clicks: Sequence[Click | None], pred_probs: torch.Tensor) -> torch.Tensor:
+    """The click each sample just received as FCFI's ``new_points``: long (B, 1, 3) rows (y, x, label).
+
+    label is 1 for a positive click and 0 for a negative one. A sample that got no click (no
+    error region) gets FCFI's stand-in point (H//2 - 1, W//2 - 1) labelled with the predicted
+    probability there. The reference stores that soft label as a float, but its correction module
+    casts the whole point to long before using the label, so the effective label is the
+    probability truncated: 0, or 1 only where the probability is exactly 1.0. That truncated
+    value is what is returned here.
+    """
+    if pred_probs.dim() != 4 or pred_probs.shape[1] != 1 or pred_probs.shape[0] != len(clicks):
+        raise ValueError(
+            f"pred_probs must have shape (B={len(clicks)}, 1, H, W), got {tuple(pred_probs.shape)}"
+        )
+    height, width = pred_probs.shape[-2:]
+    cy, cx = height // 2 - 1, width // 2 - 1
+    centre_labels = pred_probs[:, 0, cy, cx].detach().float().cpu().long().tolist()
+    rows = [
+        [int(c.y), int(c.x), int(c.is_positive)] if c is not None else [cy, cx, centre_labels[b]]
+        for b, c in enumerate(clicks)
+    ]
+    return torch.tensor(rows, dtype=torch.long, device=pred_probs.device).view(len(clicks), 1, 3)
