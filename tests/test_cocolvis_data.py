@@ -327,7 +327,7 @@ TRAIN_OVERRIDES = [
     "data.train_dataset.epoch_len=2", "data.val_dataset.epoch_len=2",
     "data.train_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.augmentator.crop_size=[64,96]",
     "data.train_dataset.min_object_area=20", "data.val_dataset.min_object_area=20",
-    "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer=cpu", "++trainer.fast_dev_run=true",
+    "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer=cpu", "trainer.fast_dev_run=true",
     "trainer.enable_progress_bar=false", "validate_before_training=false", "logger=csv", "~callbacks.model_summary",
 ]
 

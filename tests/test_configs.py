@@ -38,8 +38,10 @@ def test_model_config_instantiates(model, tmp_path):
         assert group["lr"] == pytest.approx(cfg.model.optimizer.lr * group["lr_mult"])
     # the ITER-M input: image + previous mask, clicks in the (B, 2N, 3) layout
     points = torch.tensor([[[20.0, 30.0, 0.0], [-1.0, -1.0, -1.0]]])
+    # FCFI networks also take the newest click (y, x, label) and the feedback gate
+    feedback_args = (torch.tensor([[[20, 30, 1]]]), 0.0) if getattr(net, "takes_feedback", False) else ()
     with torch.no_grad():
-        out = net.eval()(torch.rand(1, 4, 64, 96), points)
+        out = net.eval()(torch.rand(1, 4, 64, 96), points, *feedback_args)
     assert out["instances"].shape == (1, 1, 64, 96)
 
 

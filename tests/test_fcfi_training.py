@@ -270,12 +270,6 @@ def test_experiment_configs_compose(tmp_path):
             assert list(cfg.data[split].augmentator.crop_size) == [320, 480]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="FFCM's check_new_points refuses the (-1, -1) padding row that the reference uses as the "
-    "first new point of a sample without positive clicks (it truncates to feature cell 0 there)",
-)
 def test_sample_without_positive_clicks_trains_like_the_reference():
     from iseg.models.fcfi.hrnet_model import FCFIHRNetModel
 
@@ -334,7 +328,7 @@ def test_fcfi_resnet101_fast_dev_run_on_sbd_files(tmp_path):
         "data.persistent_workers=false", "data.train_dataset.augmentator.crop_size=[64,96]",
         "data.val_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.epoch_len=2",
         "+data.train_dataset.points_sampler.first_click_center=true",
-        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "+trainer.fast_dev_run=true",
+        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
         "~callbacks.model_summary",
     ]
@@ -354,7 +348,7 @@ def test_fcfi_hrnet18s_fast_dev_run_on_preprocessed_cocolvis(tmp_path):
         "data.val_dataset.epoch_len=2", "data.train_dataset.augmentator.crop_size=[64,96]",
         "data.val_dataset.augmentator.crop_size=[64,96]", "data.train_dataset.min_object_area=20",
         "data.val_dataset.min_object_area=20", "+data.train_dataset.points_sampler.first_click_center=true",
-        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "+trainer.fast_dev_run=true",
+        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
         "~callbacks.model_summary",
     ]

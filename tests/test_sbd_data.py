@@ -264,12 +264,12 @@ _TINY_SBD = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
     "validate_before_training=false",
-    "+trainer.fast_dev_run=true",
+    "trainer.fast_dev_run=true",
 ]
 
 
 def run_fast_dev_run(data: str, root: Path, output: Path, extra: list[str] = ()) -> subprocess.CompletedProcess:
-    """``python train.py data=<data> data.root=<root> +trainer.fast_dev_run=true`` with tiny settings."""
+    """``python train.py data=<data> data.root=<root> trainer.fast_dev_run=true`` with tiny settings."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "train.py", f"data={data}", f"data.root={root}", *_TINY_SBD, *extra,
                "~callbacks.model_summary", f"hydra.run.dir={output}"]

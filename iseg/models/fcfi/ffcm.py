@@ -28,7 +28,8 @@ _WINDOW_SLOPE = 10.0
 def check_new_points(new_points: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Validate (B, 1, 3) ``(y, x, label)`` clicks in input pixels; returned as (B, 3) long.
 
-    Coordinates (and labels) are truncated to integers, as the reference does.
+    Coordinates (and labels) are truncated to integers, as the reference does. The padding row
+    (-1, -1) is accepted: it is the first "new click" of a training sample without positives.
     """
     if new_points.dim() != 3 or new_points.shape[1:] != (1, 3):
         raise ValueError(
@@ -36,7 +37,10 @@ def check_new_points(new_points: torch.Tensor, height: int, width: int) -> torch
         )
     points = new_points[:, 0].long()
     inside = (points[:, 0] >= 0) & (points[:, 0] < height) & (points[:, 1] >= 0) & (points[:, 1] < width)
-    if not bool(inside.all()):
+    # A sample without positive clicks passes the padding row (-1, -1); the reference accepts it
+    # and its truncating resize puts the click in feature cell (0, 0).
+    padding = (points[:, 0] == -1) & (points[:, 1] == -1)
+    if not bool((inside | padding).all()):
         bad = points[~inside].tolist()
         raise ValueError(f"new_points (y, x, label) {bad} lie outside the {height}x{width} input")
     return points
