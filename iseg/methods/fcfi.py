@@ -25,7 +25,7 @@ from iseg.interaction.clicks import Click
 from iseg.interaction.iterative import simulate_iterative_clicks
 from iseg.interaction.next_click import new_click_points
 from iseg.losses import MaskedNormalizedFocalLoss, NormalizedFocalLoss
-from iseg.methods.iterative_click import IterativeClickModule, batch_iou
+from iseg.methods.iterative_click import IterativeClickModule
 
 
 def first_click_new_points(points: torch.Tensor) -> torch.Tensor:
@@ -107,7 +107,8 @@ class FCFIModule(IterativeClickModule):
             new_points = first_click_new_points(points)
         return self.net(torch.cat((images, prev_masks), dim=1), points, new_points, gate, is_training=True)
 
-    def _shared_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """ITER-M passes with FCFI's gate and newest-click inputs, then the trained forward."""
         images, gt, points = batch["images"], batch["instances"], batch["points"]
         num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
         passes = _FeedbackPasses(self.net, first_click_new_points(points))
@@ -116,19 +117,7 @@ class FCFIModule(IterativeClickModule):
             call_net=passes.call, on_clicks=passes.clicks_added,
         )
         gate = 1.0 if num_iters > 0 else 0.0
-        outputs = self(images, points, prev_masks, passes.new_points, gate)
-        loss, logs = self.losses(outputs, gt, stage)
-        if self.loss_check and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite {stage} loss {loss.item()} at epoch {self.current_epoch}, global step "
-                f"{self.global_step} ({', '.join(f'{k}={v.item():.4g}' for k, v in logs.items())}); "
-                "lower the learning rate or check the inputs of this batch"
-            )
-        logs[f"{stage}/iou"] = batch_iou(outputs["instances"].detach(), gt)
-        options = {"on_step": stage == "train", "on_epoch": True, "batch_size": images.shape[0], "sync_dist": stage != "train"}
-        self.log_dict(logs, **options)
-        self.log(f"{stage}/loss", loss, prog_bar=True, **options)
-        return loss
+        return self(images, points, prev_masks, passes.new_points, gate)
 
     def losses(self, outputs: Mapping[str, torch.Tensor], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
         """(weighted total, {'<stage>/loss_<term>': unweighted batch mean}); zero-weight terms are skipped."""

@@ -120,20 +120,9 @@ class IterativeClickModule(L.LightningModule):
         return self.net(images, points)
 
     def _shared_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
-        images, gt, points = batch["images"], batch["instances"], batch["points"]
-        num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
-        with_prev_mask = bool(getattr(self.net, "with_prev_mask", False))
-        prev_masks, points = simulate_iterative_clicks(
-            self.net, images, None, gt, points, num_iters, self.rng, with_prev_mask=with_prev_mask
-        )
-        outputs = self(images, points, prev_masks)
-        instance_loss = self.instance_loss(outputs["instances"], gt).mean()
-        loss = self.instance_loss_weight * instance_loss
-        logs = {f"{stage}/loss_instance": instance_loss}
-        if self.aux_loss_weight and "instances_aux" in outputs:
-            aux_loss = self.aux_loss(outputs["instances_aux"], gt).mean()
-            loss = loss + self.aux_loss_weight * aux_loss
-            logs[f"{stage}/loss_aux"] = aux_loss
+        gt = batch["instances"]
+        outputs = self.interactive_forward(batch)
+        loss, logs = self.losses(outputs, gt, stage)
         if self.loss_check and not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite {stage} loss {loss.item()} at epoch {self.current_epoch}, global step "
@@ -141,10 +130,31 @@ class IterativeClickModule(L.LightningModule):
                 "lower the learning rate or check the inputs of this batch"
             )
         logs[f"{stage}/iou"] = batch_iou(outputs["instances"].detach(), gt)
-        options = {"on_step": stage == "train", "on_epoch": True, "batch_size": images.shape[0], "sync_dist": stage != "train"}
+        options = {"on_step": stage == "train", "on_epoch": True, "batch_size": gt.shape[0], "sync_dist": stage != "train"}
         self.log_dict(logs, **options)
         self.log(f"{stage}/loss", loss, prog_bar=True, **options)
         return loss
+
+    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """ITER-M: a random number of gradient-free click passes, then the trained forward."""
+        images, gt, points = batch["images"], batch["instances"], batch["points"]
+        num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
+        with_prev_mask = bool(getattr(self.net, "with_prev_mask", False))
+        prev_masks, points = simulate_iterative_clicks(
+            self.net, images, None, gt, points, num_iters, self.rng, with_prev_mask=with_prev_mask
+        )
+        return self(images, points, prev_masks)
+
+    def losses(self, outputs: Mapping[str, torch.Tensor], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
+        """(weighted total, {'<stage>/loss_<term>': unweighted batch mean}): NFL + aux BCE."""
+        instance_loss = self.instance_loss(outputs["instances"], gt).mean()
+        loss = self.instance_loss_weight * instance_loss
+        logs = {f"{stage}/loss_instance": instance_loss}
+        if self.aux_loss_weight and "instances_aux" in outputs:
+            aux_loss = self.aux_loss(outputs["instances_aux"], gt).mean()
+            loss = loss + self.aux_loss_weight * aux_loss
+            logs[f"{stage}/loss_aux"] = aux_loss
+        return loss, logs
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
