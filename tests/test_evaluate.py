@@ -19,7 +19,7 @@ from torch import nn
 
 from iseg.data.eval import DatasetLayoutError, FolderDataset, GrabCutDataset
 from iseg.evaluation.plots import held_iou_curve, read_png_curves
-from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample
+from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample, summarize_samples
 from iseg.evaluation.report import TABLE_COLUMNS, format_table, write_reports
 from iseg.evaluation.runner import (
     CONFIG_DIR,
@@ -407,3 +407,115 @@ def test_benchmark_script_prints_speed_memory_and_digest(checkpoint, folder_set)
     assert float(result.stdout.split("seconds / click")[1].split()[0]) > 0
     assert float(result.stdout.split("peak RSS")[1].split()[0]) > 100
     assert len(result.stdout.split("results digest")[1].split()[0]) == 12, result.stdout
+
+
+# ------------------------------------------------------------------------------- FCFI
+
+
+class NoFeedbackPredictor(Predictor):
+    """A predictor class that does not pass the newest click and gate (like a future BRS one)."""
+
+    supports_feedback_networks = False
+
+
+def test_fcfi_config_picks_the_zoom_column_from_the_network() -> None:
+    from iseg.evaluation.runner import zoom_in_per_dataset
+    from iseg.models.deeplab_model import DeeplabModel
+    from iseg.models.hrnet_model import HRNetModel
+
+    hrnet, deeplab = HRNetModel.__new__(HRNetModel), DeeplabModel.__new__(DeeplabModel)  # types only, no weights
+    fcfi = _compose(["checkpoint=x", "predictor=fcfi"])
+    assert fcfi.fcfi_zoom_in.backbone == "auto" and fcfi.zoom_in_per_dataset is None
+    assert fcfi.protocol.boundary_metrics and fcfi.protocol.dilation_ratio == 0.02 and fcfi.protocol.target_iou == 1.01
+    assert fcfi.predictor.with_flip and fcfi.protocol.max_clicks == 20
+    assert zoom_in_per_dataset(fcfi, hrnet)["davis"] == {"target_size": 720, "expansion_ratio": 3.5}
+    assert zoom_in_per_dataset(fcfi, deeplab)["grabcut"] == {"target_size": 600, "expansion_ratio": 3.2}
+    forced = _compose(["checkpoint=x", "predictor=fcfi", "fcfi_zoom_in.backbone=resnet101"])
+    assert zoom_in_per_dataset(forced, hrnet)["berkeley"] == {"target_size": 720, "expansion_ratio": 2.5}
+    with pytest.raises(ValueError, match=r"cannot tell FCFI's zoom-in column for a DiskNet .*fcfi_zoom_in\.backbone"):
+        zoom_in_per_dataset(fcfi, DiskNet())
+    wrong = _compose(["checkpoint=x", "predictor=fcfi", "fcfi_zoom_in.backbone=resnet50"])
+    with pytest.raises(ValueError, match=r"fcfi_zoom_in.backbone='resnet50': choose 'auto' or one of"):
+        zoom_in_per_dataset(wrong, hrnet)
+    ritm = _compose(["checkpoint=x"])
+    assert zoom_in_per_dataset(ritm, hrnet) == {"davis": {"target_size": 600}} and not ritm.protocol.boundary_metrics
+
+
+def test_feedback_network_under_either_setting_and_a_clear_refusal(folder_set, caplog) -> None:
+    from iseg.evaluation.runner import _log_protocol_choice
+    from tests.test_predictor import FeedbackNet
+
+    sets = {"folder": FolderDataset(folder_set)}
+    fcfi_like = {"with_flip": True, "zoom_in": {**SMALL_ZOOM, "all_clicks_in_roi": True}}
+    evaluation = evaluate_checkpoint(
+        FeedbackNet(radius=4.0), sets, predictor=fcfi_like, max_clicks=3, target_iou=1.01, boundary_metrics=True
+    )[0]
+    assert all(len(r.result.bious) == len(r.result.assds) == 3 for r in evaluation.records)
+    assert {"mBIoU@1", "mBIoU@3", "ASSD@1", "ASSD@3"} <= set(evaluation.summary)
+    assert evaluation.protocol["boundary_metrics"] and evaluation.protocol["dilation_ratio"] == 0.02
+    ritm_like = evaluate_checkpoint(FeedbackNet(radius=4.0), sets, predictor={"zoom_in": SMALL_ZOOM}, max_clicks=2)[0]
+    assert ritm_like.records[0].result.bious is None and "mBIoU@1" not in ritm_like.summary
+    refused = (
+        r"holds FeedbackNet \(an FCFI feedback network\).*NoFeedbackPredictor does not provide them: "
+        "use predictor=fcfi"
+    )
+    with pytest.raises(ValueError, match=refused):
+        evaluate_checkpoint(FeedbackNet(), sets, predictor={"_target_": "tests.test_evaluate.NoFeedbackPredictor"})
+
+    with caplog.at_level("WARNING", logger="iseg.evaluation.runner"):
+        _log_protocol_choice(_compose(["checkpoint=x"]), FeedbackNet())
+        _log_protocol_choice(_compose(["checkpoint=x", "predictor=fcfi"]), DiskNet())
+        _log_protocol_choice(_compose(["checkpoint=x", "predictor=fcfi"]), FeedbackNet())
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert "FeedbackNet (an FCFI feedback network), evaluated here with RITM's predictor settings" in messages[0]
+    assert "DiskNet (a RITM-style network, no feedback input), evaluated here with FCFI's" in messages[1]
+
+
+def test_reports_carry_boundary_metrics(tmp_path) -> None:
+    evaluation = _fake_evaluation([[0.5, 0.9], [0.7, 0.8]], target_iou=1.01)
+    for record, bious, assds in zip(evaluation.records, ([0.25, 0.5], [0.75, float("nan")]), ([4.0, 2.0], [1.0, 0.5])):
+        record.result.bious, record.result.assds = np.float32(bious), np.float32(assds)
+    evaluation.protocol.update(boundary_metrics=True, dilation_ratio=0.02)
+    evaluation.result.summary = summarize_samples([r.result for r in evaluation.records], [0.8, 0.85, 0.9], 20)
+    files = write_reports([evaluation], tmp_path, {"checkpoint": "x"})
+    lines = files.table.splitlines()
+    header_index = next(i for i, line in enumerate(lines) if line.split()[:3] == ["dataset", "samples", "mBIoU@1"])
+    row = dict(zip(lines[header_index].split(), lines[header_index + 1].split()))
+    assert row["mBIoU@1"] == "0.5000" and row["mBIoU@2"] == "nan" and row["ASSD@1"] == "2.500"
+    assert row["ASSD@2"] == "1.250" and row["mBIoU@3"] == "-"
+    document = json.loads(files.json_file.read_text())["datasets"]["set"]
+    assert document["samples"][1]["bious"] == [0.75, None] and document["samples"][0]["assds"] == [4.0, 2.0]
+    assert document["summary"]["mBIoU@2"] is None and document["summary"]["ASSD@1"] == 2.5
+    with open(files.csv_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["biou"], r["assd"]) for r in rows[:2]] == [("0.25", "4.0"), ("0.5", "2.0")]
+    plain = write_reports([_fake_evaluation([[0.5]], 0.9)], tmp_path / "plain", {})
+    assert "biou" not in plain.csv_file.read_text().splitlines()[0] and "mBIoU" not in plain.table
+
+
+@pytest.mark.slow
+def test_evaluate_py_with_an_fcfi_checkpoint_uses_fcfi_settings(tmp_path) -> None:
+    """Official-format FCFI HRNet18s stand-in (fill rule v1) on small GrabCut-layout images."""
+    from tests.golden import GOLDEN_MODELS, load_spec, make_official_checkpoint
+
+    if not (GOLDEN_MODELS / "fcfi_hrnet18s" / "spec.json").is_file():
+        pytest.skip("fcfi_hrnet18s golden not in tests/fixtures/golden/models")
+    checkpoint = make_official_checkpoint(load_spec("fcfi_hrnet18s"), tmp_path / "fcfi_h18s.pth")
+    make_grabcut(tmp_path / "grabcut")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable, "evaluate.py", f"checkpoint={checkpoint}", "predictor=fcfi", "data=grabcut",
+        f"data.grabcut.root={tmp_path / 'grabcut'}", "protocol.max_clicks=2", "threads=1", "num_examples=0",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "column 'hrnet18s' of the per-dataset table for a FCFIHRNetModel" in result.stdout + result.stderr
+    assert "mBIoU@1" in result.stdout and "ASSD@2" in result.stdout
+    document = json.loads((tmp_path / "out" / "results.json").read_text())["datasets"]["grabcut"]
+    assert document["protocol"]["target_iou"] == 1.01 and document["protocol"]["boundary_metrics"]
+    zoom = document["predictor"]["zoom_in"]
+    assert (zoom["target_size"], zoom["expansion_ratio"], zoom["all_clicks_in_roi"]) == (700, 3.0, True)
+    assert document["predictor"]["with_flip"]
+    assert all(len(s["ious"]) == len(s["bious"]) == len(s["assds"]) == 2 for s in document["samples"])

@@ -286,3 +286,149 @@ def test_device_argument_is_honoured(device: str) -> None:
     assert isinstance(probs, np.ndarray) and probs.shape == (48, 64)
     for x, points in predictor.net.calls:
         assert x.device.type == device and points.device.type == device
+
+
+# ---------------------------------------------------------------------------- FCFI feedback path
+
+
+class FeedbackNet(DiskNet):
+    """FCFI-contract stand-in: DiskNet's logits plus ``gate`` x a bump at the newest click; records
+    every call's (input, points, new_points, gate). ``with_prev_mask`` is False on purpose: a
+    feedback network gets the previous probabilities whatever that flag says."""
+
+    takes_feedback = True
+    with_prev_mask = False
+
+    def __init__(self, radius: float = 6.0, ramp: float = 0.0):
+        super().__init__(radius, ramp)
+        self.feedback_calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = []
+
+    def forward(self, x, points, new_points, gate, is_training=None):  # noqa: ANN001, ANN201 (the contract)
+        self.feedback_calls.append((x.clone(), points.clone(), new_points.clone(), gate))
+        logits = super().forward(x, points)["instances"]
+        rows = torch.arange(x.shape[2], dtype=x.dtype).view(1, 1, -1, 1)
+        cols = torch.arange(x.shape[3], dtype=x.dtype).view(1, 1, 1, -1)
+        y, x_ = new_points[:, 0, 0].view(-1, 1, 1, 1), new_points[:, 0, 1].view(-1, 1, 1, 1)
+        bump = (((rows - y) ** 2 + (cols - x_) ** 2) <= 4).to(x.dtype)
+        return {"instances": logits + gate * bump, "updated_feedback1": x[:, 3:4]}
+
+
+def _newest_rows(points: torch.Tensor) -> torch.Tensor:
+    """(B, 3) float rows (y, x, label) of the click with the highest order index in each batch item."""
+    num = points.shape[1] // 2
+    rows = []
+    for item in points:
+        index = int(torch.argmax(item[:, 2]))
+        rows.append(torch.cat((item[index, :2], torch.tensor([1.0 if index < num else 0.0]))))
+    return torch.stack(rows)
+
+
+def test_feedback_net_gets_prev_probabilities_newest_click_and_gate() -> None:
+    predictor = Predictor(FeedbackNet())
+    predictor.set_image(_image())
+    clicks = [Click(20, 10, True), Click(30, 50, False), Click(22, 12, True)]
+    maps = [predictor.add_click(click).copy() for click in clicks]
+    calls = predictor.net.feedback_calls
+    assert [gate for *_, gate in calls] == [0.0, 1.0, 1.0]  # FCFI: gate 0 on the first click only
+    assert all(isinstance(gate, float) for *_, gate in calls)
+    for k, (x, _, new_points, _) in enumerate(calls):
+        assert x.shape == (1, 4, 48, 64) and new_points.dtype == torch.long and new_points.shape == (1, 1, 3)
+        click = clicks[k]
+        assert new_points.tolist() == [[[click.y, click.x, int(click.is_positive)]]]
+        previous = np.zeros((48, 64), np.float32) if k == 0 else maps[k - 1]
+        np.testing.assert_array_equal(x[0, 3].numpy(), previous)
+    # against the same logits without the gated bump: equal at gate 0, raised at the newest click after
+    plain = Predictor(DiskNet())
+    plain.set_image(_image())
+    plain_maps = [plain.add_click(click).copy() for click in clicks[:2]]
+    np.testing.assert_array_equal(maps[0], plain_maps[0])
+    assert maps[1][30, 50] > plain_maps[1][30, 50] and maps[1][0, 0] == plain_maps[1][0, 0]
+
+
+def test_feedback_new_points_follow_zoom_in_and_flip_and_are_truncated() -> None:
+    predictor = Predictor(FeedbackNet(radius=3.0), with_flip=True, zoom_in={"target_size": 70, "min_crop_size": 8})
+    predictor.set_image(_image(96, 128))
+    for click in (Click(40, 60, True), Click(43, 65, True), Click(47, 52, False)):
+        predictor.add_click(click)
+    x, points, new_points, gate = predictor.net.feedback_calls[-1]
+    assert predictor.roi is not None and max(x.shape[2:]) == 70 and gate == 1.0
+    rows = _newest_rows(points)  # float click rows after zoom-in; the second batch item is mirrored
+    assert not torch.equal(rows[:, :2], rows[:, :2].floor()), "expected fractional coordinates after zoom-in"
+    assert torch.equal(new_points[:, 0], rows.float().long())
+    assert new_points[:, 0, 2].tolist() == [0, 0]
+    width = x.shape[3]
+    assert rows[1, 1].item() == pytest.approx(width - 1 - rows[0, 1].item())
+
+
+def test_feedback_undo_and_reset_replay_exactly() -> None:
+    def run(clicks: list[Click], undo_after: int | None = None, replacement: Click | None = None):
+        predictor = Predictor(FeedbackNet(radius=3.0), with_flip=True, zoom_in={"target_size": 64, "min_crop_size": 8})
+        predictor.set_image(_image(96, 128))
+        maps = [predictor.add_click(c).copy() for c in clicks]
+        if undo_after is not None:
+            for _ in range(len(clicks) - undo_after):
+                predictor.undo()
+            maps.append(predictor.add_click(replacement).copy())
+        return predictor, maps
+
+    clicks = [Click(40, 60, True), Click(42, 62, True), Click(10, 10, True)]
+    replacement = Click(41, 61, False)
+    undone, maps = run(clicks, undo_after=2, replacement=replacement)
+    fresh, fresh_maps = run(clicks[:2] + [replacement])
+    np.testing.assert_array_equal(maps[-1], fresh_maps[-1])
+    last, fresh_last = undone.net.feedback_calls[-1], fresh.net.feedback_calls[-1]
+    assert torch.equal(last[2], fresh_last[2]) and last[3] == fresh_last[3] == 1.0
+    undone.reset()
+    undone.add_click(clicks[0])
+    assert undone.net.feedback_calls[-1][3] == 0.0  # a new interaction starts with gate 0
+    np.testing.assert_array_equal(undone.probs, maps[0])
+
+
+def test_newest_clicks_truncate_after_float32_rounding() -> None:
+    from iseg.inference.feedback import feedback_gate, newest_clicks
+
+    points = newest_clicks([[Click(1, 1, True), Click(9.999999999, 3.7, False)], [Click(0.2, 5.99, True)]])
+    assert points.tolist() == [[[10, 3, 0]], [[0, 5, 1]]]  # 9.999999999 is 10.0 in float32, as in the reference
+    assert feedback_gate(1) == 0.0 and feedback_gate(2) == feedback_gate(20) == 1.0
+    with pytest.raises(ValueError, match="at least one click"):
+        feedback_gate(0)
+    with pytest.raises(ValueError, match="at least one click"):
+        newest_clicks([[]])
+
+
+@pytest.mark.slow
+def test_fcfi_predictor_builds_the_reference_network_inputs(tmp_path: Path, one_thread) -> None:
+    """FCFI HRNet18s stand-in checkpoint (fill rule v1) clicked through the Predictor with the
+    golden's clicks: click rows, newest click and gate equal the reference's, and the logits of the
+    first call (empty feedback, gate 0) and of the last (gate 1, with the golden's soft previous
+    mask put in as channel 3) match its outputs."""
+    from iseg.models.checkpoints import load_model
+    from tests.golden import GOLDEN_MODELS, load_io, make_official_checkpoint
+
+    if not (GOLDEN_MODELS / "fcfi_hrnet18s" / "spec.json").is_file():
+        pytest.skip("fcfi_hrnet18s golden not in tests/fixtures/golden/models")
+    io = load_io("fcfi_hrnet18s")
+    net = load_model(make_official_checkpoint(load_spec("fcfi_hrnet18s"), tmp_path / "fcfi_h18s.pth"))
+    golden_prev = torch.from_numpy(io["prev_mask"])
+    seen, logits = [], []
+
+    def golden_feedback_on_later_clicks(module, args):  # noqa: ANN001, ANN202 (a torch hook)
+        x, points, new_points, gate = args
+        seen.append((x[:, 3:].clone(), points.clone(), new_points.clone(), gate))
+        return (torch.cat((x[:, :3], golden_prev), dim=1) if gate else x), points, new_points, gate
+
+    net.register_forward_pre_hook(golden_feedback_on_later_clicks)
+    net.register_forward_hook(lambda module, args, out: logits.append(out["instances"].detach().clone()))
+    predictor = Predictor(net, with_flip=False, zoom_in=None)
+    predictor.set_image(torch.from_numpy(io["image"][0]))
+    for y, x, positive in io["clicks"]:
+        predictor.add_click(Click(float(y), float(x), bool(positive)))
+    (prev0, points0, new0, gate0), (_, points1, new1, gate1) = seen[0], seen[-1]
+    assert gate0 == 0.0 and gate1 == 1.0 and torch.count_nonzero(prev0) == 0
+    assert torch.equal(points0, torch.from_numpy(io["points_first"]))
+    assert torch.equal(points1, torch.from_numpy(io["points"]))
+    assert torch.equal(new0, torch.from_numpy(io["new_point_first"]))
+    assert torch.equal(new1, torch.from_numpy(io["new_point_last"]))
+    for ours, key in ((logits[0], "instances_gate0"), (logits[-1], "instances_gate1")):
+        reference = io[key]
+        assert np.abs(ours.numpy() - reference).max() <= 1e-4 * np.abs(reference).max() + 1e-5, key

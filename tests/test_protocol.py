@@ -145,3 +145,29 @@ def test_predictor_shape_is_checked():
         evaluate_sample(lambda clicks: np.zeros((5, 4)), gt)
     with pytest.raises(ValueError, match="max_clicks"):
         evaluate_sample(lambda clicks: np.zeros((4, 5)), gt, max_clicks=0)
+
+
+def test_boundary_metrics_follow_the_clicks_and_leave_them_unchanged():
+    """With boundary metrics: the same clicks and IoUs, one BIoU and ASSD per IoU, and mBIoU@k /
+    ASSD@k in the dataset summary."""
+    gt = np.zeros((40, 60), dtype=np.int8)
+    gt[10:30, 15:45] = 1
+    gt[8:10, 15:45] = -1
+    gts = [gt, np.where(gt == -1, 0, gt).astype(np.int8)]
+    samples = [(mask, mask) for mask in gts]  # the oracle is built from the "image", here its GT
+    kwargs = {"max_clicks": 6, "target_iou": 0.9}
+    plain = evaluate_dataset(samples, RingOracle, **kwargs)
+    boundary = evaluate_dataset(samples, RingOracle, boundary_metrics=True, **kwargs)
+    for a, b in zip(plain.samples, boundary.samples):
+        assert a.clicks == b.clicks and np.array_equal(a.ious, b.ious) and a.bious is None
+        assert len(b.bious) == len(b.assds) == len(b.ious) and b.bious.dtype == np.float32
+    shortest = min(len(s.ious) for s in boundary.samples)
+    expected_keys = {f"{name}@{k}" for name in ("mBIoU", "ASSD") for k in (1, 2, 3, 5) if k <= shortest}
+    assert set(boundary.summary) - set(plain.summary) == expected_keys
+    # the values are those of the thresholded masks, click by click
+    from iseg.interaction.boundary_metrics import BoundaryMetrics
+
+    oracle, metrics, first = RingOracle(gts[0]), BoundaryMetrics(gts[0]), boundary.samples[0]
+    replay = [metrics(oracle(first.clicks[: k + 1]) > 0.49) for k in range(len(first.clicks))]
+    np.testing.assert_array_equal(first.bious, np.float32([biou for biou, _ in replay]))
+    np.testing.assert_array_equal(first.assds, np.float32([distance for _, distance in replay]))

@@ -2,10 +2,12 @@
 
 Files written into the output dir by :func:`write_reports`:
 
-- ``table.txt``: the printed table (one row per set) and the list of excluded samples;
+- ``table.txt``: the printed table (one row per set), with boundary metrics (FCFI's mBIoU@k,
+  ASSD@k) a second table, and the list of excluded samples;
 - ``results.json``: settings, per set the summary, SPC, exclusions and every sample's clicks,
-  IoU and (intersection, union) after each click;
-- ``per_click.csv``: the same per-click rows in long format (dataset, sample, click, ...);
+  IoU and (intersection, union) after each click (and boundary IoU / ASSD when computed);
+- ``per_click.csv``: the same per-click rows in long format (dataset, sample, click, ...; columns
+  ``biou`` and ``assd`` when computed);
 - ``iou_curve.png``: mean IoU vs. clicks per set (see :mod:`iseg.evaluation.plots`);
 - ``examples/<set>/<index>_<name>.png``: ground truth | final prediction with the clicks.
 """
@@ -33,7 +35,14 @@ if TYPE_CHECKING:
 
 TABLE_COLUMNS = ("NoC@85", "NoC@90", "NoC@95", "NoF@85", "NoF@90") + tuple(f"mIoU@{k}" for k in DEFAULT_MIOU_CLICKS)
 PER_SAMPLE_FORMATS = ("json", "csv")
+BOUNDARY_COLUMNS = tuple(f"mBIoU@{k}" for k in DEFAULT_MIOU_CLICKS) + tuple(f"ASSD@{k}" for k in DEFAULT_MIOU_CLICKS)
 CSV_FIELDS = ("dataset", "index", "sample", "click", "y", "x", "is_positive", "iou", "intersection", "union")
+BOUNDARY_CSV_FIELDS = ("biou", "assd")
+
+
+def has_boundary_metrics(evaluations: Sequence[DatasetEvaluation]) -> bool:
+    """Whether the run recorded boundary IoU and ASSD (``protocol.boundary_metrics``)."""
+    return any(e.protocol.get("boundary_metrics") for e in evaluations)
 
 
 @dataclass
@@ -74,16 +83,25 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
         cells.append(f"{evaluation.result.seconds_per_click:.3f}")
         cells.append(f"{evaluation.wall_seconds_per_click:.3f}")
         rows.append(cells)
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
     lines = [title] if title else []
-    lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    lines.extend(_aligned(header, rows))
+    if has_boundary_metrics(evaluations):
+        boundary_rows = [
+            [e.key, str(len(e.records)), *(_boundary_cell(e.summary.get(c), c) for c in BOUNDARY_COLUMNS)]
+            for e in evaluations
+        ]
+        lines.extend(["", *_aligned(("dataset", "samples", *BOUNDARY_COLUMNS), boundary_rows)])
     notes = []
     if any(evaluation.summary.get("NoC@95") is None for evaluation in evaluations):
         notes.append("NoC@95 '-': samples stopped at a target IoU below 0.95 (protocol.target_iou=0.95 or 1.01)")
     if any(evaluation.summary.get(c) is None for evaluation in evaluations for c in TABLE_COLUMNS if "mIoU" in c):
         notes.append("mIoU@k '-': not every sample ran k clicks (protocol.target_iou=1.01 max_clicks=20 runs all)")
+    if has_boundary_metrics(evaluations):
+        ratio = evaluations[0].protocol.get("dilation_ratio")
+        notes.append(
+            f"mBIoU@k: mean boundary IoU after click k (band {ratio} x image diagonal); ASSD@k: mean average "
+            "symmetric surface distance in pixels; 'nan' when a sample's value is undefined (as in FCFI)"
+        )
     notes.append(
         "NoC: mean clicks to reach the IoU (max when never); NoF: samples with NoC = max clicks; "
         "SPC: seconds per click of one process (loading included); wall/click: elapsed time over all clicks"
@@ -96,6 +114,20 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
     return "\n".join(lines)
 
 
+def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Header and rows as lines, the first column left-aligned and the others right-aligned."""
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in (header, *rows)
+    ]
+
+
+def _boundary_cell(value: float | None, column: str) -> str:
+    """mBIoU to 4 decimals like mIoU, ASSD (pixels) to 3; '-' when the run has no value."""
+    return "-" if value is None else format(value, ".4f" if column.startswith("mBIoU") else ".3f")
+
+
 def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str, Any]) -> dict[str, Any]:
     """The content of ``results.json``: plain JSON types, IoUs as the float32 values rounded back to float."""
     datasets = {}
@@ -104,17 +136,19 @@ def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str
         thresholds = [(threshold_name(t), t) for t in noc_thresholds(evaluation.protocol["target_iou"])]
         samples = []
         for record in evaluation.records:
-            ious = [float(v) for v in record.result.ious]
-            samples.append(
-                {
-                    "index": record.index,
-                    "name": record.name,
-                    "clicks": [[_coordinate(c.y), _coordinate(c.x), bool(c.is_positive)] for c in record.result.clicks],
-                    "ious": ious,
-                    "inter_union": record.result.inter_union.tolist(),
-                    "noc": {name: noc(record.result.ious, t, max_clicks) for name, t in thresholds},
-                }
-            )
+            result = record.result
+            sample = {
+                "index": record.index,
+                "name": record.name,
+                "clicks": [[_coordinate(c.y), _coordinate(c.x), bool(c.is_positive)] for c in result.clicks],
+                "ious": [float(v) for v in result.ious],
+                "inter_union": result.inter_union.tolist(),
+                "noc": {name: noc(result.ious, t, max_clicks) for name, t in thresholds},
+            }
+            if result.bious is not None:
+                sample["bious"] = [_json_number(v) for v in result.bious]
+                sample["assds"] = [_json_number(v) for v in result.assds]
+            samples.append(sample)
         datasets[evaluation.key] = {
             "title": evaluation.title,
             "root": evaluation.root,
@@ -146,19 +180,22 @@ def _json_number(value: float) -> float | int | None:
 
 
 def write_per_click_csv(evaluations: Sequence[DatasetEvaluation], path: Path) -> Path:
-    """One row per click of every sample: position, sign, IoU and the counts behind it."""
+    """One row per click of every sample: position, sign, IoU and the counts behind it (and
+    boundary IoU and ASSD when the run computed them)."""
+    boundary = has_boundary_metrics(evaluations)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS)
+        writer.writerow(CSV_FIELDS + (BOUNDARY_CSV_FIELDS if boundary else ()))
         for evaluation in evaluations:
             for record in evaluation.records:
                 result = record.result
                 steps = zip(result.clicks, result.ious, result.inter_union)
                 for k, (click, iou, (inter, union)) in enumerate(steps, 1):
-                    writer.writerow(
-                        [evaluation.key, record.index, record.name, k, click.y, click.x, int(click.is_positive),
-                         repr(float(iou)), int(inter), int(union)]
-                    )
+                    row = [evaluation.key, record.index, record.name, k, click.y, click.x, int(click.is_positive),
+                           repr(float(iou)), int(inter), int(union)]
+                    if boundary:
+                        row += [repr(float(result.bious[k - 1])), repr(float(result.assds[k - 1]))]
+                    writer.writerow(row)
     return path
 
 

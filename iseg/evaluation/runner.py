@@ -28,10 +28,11 @@ from torch import nn
 
 from iseg.data.eval import EvaluationSet, Exclusion, build_evaluation_dataset
 from iseg.evaluation.distributed import gather_objects, shard_for_rank
-from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample
+from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample, summarize_samples
 from iseg.inference.predictor import Predictor
+from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO
 from iseg.interaction.clicks import Click
-from iseg.interaction.metrics import noc_thresholds, summarize
+from iseg.interaction.metrics import noc_thresholds
 from iseg.models.checkpoints import load_model
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ RITM_ZOOM_IN: dict[str, Any] = {
 }
 RITM_PREDICTOR: dict[str, Any] = {"with_flip": True, "net_clicks_limit": None, "zoom_in": RITM_ZOOM_IN}
 RITM_ZOOM_IN_PER_DATASET: dict[str, dict[str, Any]] = {"davis": {"target_size": 600}}
+FCFI_ZOOM_COLUMNS = ("hrnet18s", "resnet101")
+"""Columns of FCFI's per-dataset zoom-in table (conf/eval/predictor/fcfi.yaml ``fcfi_zoom_in``)."""
 
 
 @dataclass
@@ -118,6 +121,8 @@ def evaluate_checkpoint(
     target_iou: float = 0.90,
     min_clicks: int = 1,
     pred_thr: float = 0.49,
+    boundary_metrics: bool = False,
+    dilation_ratio: float = DEFAULT_DILATION_RATIO,
     max_samples: int | None = None,
     num_examples: int = 0,
     channels_last: bool = True,
@@ -137,6 +142,8 @@ def evaluate_checkpoint(
             600 on DAVIS); ignored when zoom-in is off.
         max_clicks, target_iou, min_clicks, pred_thr: the protocol (see
             :func:`~iseg.evaluation.protocol.evaluate_sample`).
+        boundary_metrics: also record boundary IoU (band ``dilation_ratio`` of the diagonal) and
+            ASSD after every click, summarized as mBIoU@k and ASSD@k (FCFI's metrics).
         max_samples: evaluate only the first this-many samples of each set.
         num_examples: keep image, GT, final probabilities and clicks of this many samples per
             set (rank 0's first ones) for pictures.
@@ -157,7 +164,14 @@ def evaluate_checkpoint(
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     rank, world_size = _rank_and_world_size()
-    protocol = {"max_clicks": max_clicks, "target_iou": target_iou, "min_clicks": min_clicks, "pred_thr": pred_thr}
+    protocol = {
+        "max_clicks": max_clicks,
+        "target_iou": target_iou,
+        "min_clicks": min_clicks,
+        "pred_thr": pred_thr,
+        "boundary_metrics": bool(boundary_metrics),
+        "dilation_ratio": dilation_ratio,
+    }
     evaluations = []
     for key, dataset in sets.items():
         settings = {**options, "zoom_in": _dataset_zoom_in(options.get("zoom_in"), per_dataset.get(key))}
@@ -186,15 +200,50 @@ def _dataset_zoom_in(base: Any, change: Mapping[str, Any] | None) -> Any:
 
 
 def _build_predictor(net: nn.Module, device: str | torch.device, settings: Mapping[str, Any], pred_thr: float) -> Any:
-    """A Predictor (or the class named by ``_target_``) around ``net`` with ``settings``."""
+    """A Predictor (or the class named by ``_target_``) around ``net`` with ``settings``.
+
+    A feedback network (FCFI) needs the newest click and the gate at every call: a predictor class
+    that does not provide them (no ``supports_feedback_networks``) is refused before the run.
+    """
     kwargs = {k: v for k, v in settings.items() if k != "_target_"}
     kwargs.setdefault("pred_thr", pred_thr)
     target = settings.get("_target_")
     if target is None:
-        return Predictor(net, device=device, **kwargs)
-    from hydra.utils import get_class
+        cls: type = Predictor
+    else:
+        from hydra.utils import get_class
 
-    return get_class(str(target))(net, device=device, **kwargs)
+        cls = get_class(str(target))
+    if getattr(net, "takes_feedback", False) and not getattr(cls, "supports_feedback_networks", False):
+        raise ValueError(
+            f"the checkpoint holds {network_description(net)}, which needs the newest click and the gate at "
+            f"every call; predictor class {cls.__module__}.{cls.__qualname__} does not provide them: use "
+            "predictor=fcfi (FCFI's protocol) or predictor=ritm (RITM's settings), i.e. "
+            "iseg.inference.predictor.Predictor"
+        )
+    return cls(net, device=device, **kwargs)
+
+
+def network_description(net: nn.Module) -> str:
+    """'FCFIHRNetModel (an FCFI feedback network)' or 'HRNetModel (a RITM-style network, no feedback input)'."""
+    if getattr(net, "takes_feedback", False):
+        return f"{type(net).__name__} (an FCFI feedback network)"
+    return f"{type(net).__name__} (a RITM-style network, no feedback input)"
+
+
+def fcfi_zoom_column(net: nn.Module) -> str:
+    """FCFI's zoom-in table column for a network: HRNet -> 'hrnet18s', DeepLab (ResNet) -> 'resnet101'."""
+    from iseg.models.deeplab_model import DeeplabModel
+    from iseg.models.hrnet_model import HRNetModel
+
+    if isinstance(net, HRNetModel):
+        return "hrnet18s"
+    if isinstance(net, DeeplabModel):
+        return "resnet101"
+    raise ValueError(
+        f"cannot tell FCFI's zoom-in column for a {type(net).__name__} (neither HRNet nor DeepLab): "
+        f"set fcfi_zoom_in.backbone to one of {list(FCFI_ZOOM_COLUMNS)}"
+    )
 
 
 def _rank_and_world_size() -> tuple[int, int]:
@@ -235,6 +284,8 @@ def _evaluate_set(
                 target_iou=protocol["target_iou"],
                 min_clicks=protocol["min_clicks"],
                 pred_thr=protocol["pred_thr"],
+                boundary_metrics=protocol["boundary_metrics"],
+                dilation_ratio=protocol["dilation_ratio"],
             )
             records.append(SampleRecord(index, sample.name, result))
             if rank == 0 and len(examples) < num_examples:
@@ -257,7 +308,7 @@ def _evaluate_set(
         raise RuntimeError(f"evaluation of '{key}': gathered sample indices do not cover 0..{total - 1}")
     samples = [record.result for record in gathered]
     thresholds = noc_thresholds(protocol["target_iou"])
-    summary = summarize([s.ious for s in samples], thresholds, protocol["max_clicks"])
+    summary = summarize_samples(samples, thresholds, protocol["max_clicks"])
     result = DatasetResult(samples, summary, sum(s for _, s, _, _ in shards))
     return DatasetEvaluation(
         key=key,
@@ -322,6 +373,38 @@ def _refuse_multirun_processes(cfg: DictConfig) -> None:
         )
 
 
+def zoom_in_per_dataset(cfg: DictConfig, net: nn.Module) -> dict[str, Any]:
+    """Per-set zoom-in changes: ``zoom_in_per_dataset``, or with predictor=fcfi the column of FCFI's
+    table that ``fcfi_zoom_in.backbone`` names ('auto': chosen from the network, see :func:`fcfi_zoom_column`)."""
+    table = cfg.get("fcfi_zoom_in")
+    if table is None:
+        return OmegaConf.to_container(cfg.get("zoom_in_per_dataset") or {}, resolve=True)
+    column = str(table.get("backbone", "auto"))
+    if column == "auto":
+        column = fcfi_zoom_column(net)
+        log.info("FCFI zoom-in: column '%s' of the per-dataset table for a %s", column, type(net).__name__)
+    if column not in FCFI_ZOOM_COLUMNS or column not in table:
+        raise ValueError(f"fcfi_zoom_in.backbone={column!r}: choose 'auto' or one of {list(FCFI_ZOOM_COLUMNS)}")
+    return OmegaConf.to_container(table[column], resolve=True)
+
+
+def _log_protocol_choice(cfg: DictConfig, net: nn.Module) -> None:
+    """Say so when the predictor settings are not the ones of the checkpoint's method (an ablation)."""
+    fcfi_settings = cfg.get("fcfi_zoom_in") is not None
+    if getattr(net, "takes_feedback", False) and not fcfi_settings:
+        log.warning(
+            "the checkpoint holds %s, evaluated here with RITM's predictor settings (an ablation); "
+            "FCFI's protocol (flip, 20 clicks, its zoom-in table, boundary metrics) is predictor=fcfi",
+            network_description(net),
+        )
+    elif fcfi_settings and not getattr(net, "takes_feedback", False):
+        log.warning(
+            "the checkpoint holds %s, evaluated here with FCFI's protocol settings (an ablation); "
+            "RITM's protocol is predictor=ritm",
+            network_description(net),
+        )
+
+
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Evaluate as configured (``conf/eval/evaluate.yaml``); returns the summary per set.
 
@@ -342,9 +425,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     net = load_model(str(cfg.checkpoint), map_location="cpu")
+    per_dataset = zoom_in_per_dataset(cfg, net)
+    _log_protocol_choice(cfg, net)
     datasets = build_datasets(cfg.get("data"))
     predictor = OmegaConf.to_container(cfg.predictor, resolve=True)
-    per_dataset = OmegaConf.to_container(cfg.get("zoom_in_per_dataset") or {}, resolve=True)
     evaluations = evaluate_checkpoint(
         net,
         datasets,

@@ -1,7 +1,8 @@
 """Sending an evaluation to the configured Lightning loggers (rank 0 only).
 
-Every logger gets the config and the flat metrics (``<set>/NoC@90``, ``<set>/SPC``, ...); a
-W&B logger also gets the table, the IoU-vs-clicks curve (picture and values) and the example
+Every logger gets the config and the flat metrics (``<set>/NoC@90``, ``<set>/SPC``, and with
+boundary metrics ``<set>/mBIoU@k``, ``<set>/ASSD@k``); a W&B logger also gets the table (with the
+boundary columns when computed), the IoU-vs-clicks curve (picture and values) and the example
 pictures with their clicks.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from iseg.evaluation.report import TABLE_COLUMNS, ReportFiles
+from iseg.evaluation.report import BOUNDARY_COLUMNS, TABLE_COLUMNS, ReportFiles, has_boundary_metrics
 from iseg.evaluation.visualize import interaction_panel
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ def log_evaluations(
 
 
 def _log_wandb_media(logger: WandbLogger, evaluations: Sequence[DatasetEvaluation], files: ReportFiles) -> None:
-    columns = ["dataset", "samples", *TABLE_COLUMNS, "SPC"]
+    metric_columns = [*TABLE_COLUMNS, *(BOUNDARY_COLUMNS if has_boundary_metrics(evaluations) else ())]
+    columns = ["dataset", "samples", *metric_columns, "SPC"]
     rows = [
-        [e.key, len(e.records), *(e.summary.get(c) for c in TABLE_COLUMNS), e.result.seconds_per_click]
+        [e.key, len(e.records), *(e.summary.get(c) for c in metric_columns), e.result.seconds_per_click]
         for e in evaluations
     ]
     logger.log_table("eval/metrics", columns=columns, data=rows)

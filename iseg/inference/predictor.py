@@ -5,6 +5,11 @@ It owns the pre- and post-processing around a plain network, in the reference's 
 zoom-in, then horizontal flip; the network runs once on the batch [x, mirror(x)]; on the way
 back the two logit maps are averaged, the sigmoid applied, and zoom-in pastes the crop's
 probabilities into a full-size map. That map is returned and fed back at the next click.
+
+Feedback networks (FCFI, ``net.takes_feedback``) go through the same steps; they always get the
+previous probabilities as channel 3 and, in addition, the newest click in network-input pixels
+(after zoom-in; mirrored in the flipped half of the batch) and CFFM's gate (see
+:mod:`iseg.inference.feedback`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iseg.inference.feedback import feedback_gate, newest_clicks
 from iseg.inference.flip import add_flipped, average_flipped
 from iseg.inference.zoom_in import Box, ZoomIn, ZoomInSpec, ZoomInState, make_zoom_in
 from iseg.interaction.clicks import Click, clicks_to_points
@@ -39,6 +45,8 @@ class Predictor:
     Args:
         net: an ISModel-like network ``net(input, points) -> {'instances': logits}``; it gets
             the previous probabilities as a 4th input channel when ``net.with_prev_mask`` is true.
+            A network with ``takes_feedback = True`` (FCFI) is called as
+            ``net(input, points, new_points, gate)`` and always gets the 4th channel.
         device: where the network runs (the caller chooses; nothing is moved to CUDA implicitly).
         with_flip: average the logits of the input and its mirror (RITM evaluation: on).
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
@@ -46,6 +54,9 @@ class Predictor:
         zoom_in: None (off), ZoomIn parameters (e.g. ``{'target_size': 400}``), "fixed<N>",
             or a :class:`ZoomIn` (see :func:`iseg.inference.zoom_in.make_zoom_in`).
     """
+
+    supports_feedback_networks = True
+    """Runs FCFI networks too (the evaluation refuses a predictor class without this attribute for them)."""
 
     def __init__(
         self,
@@ -64,7 +75,8 @@ class Predictor:
         self.pred_thr = pred_thr
         self.net_clicks_limit = net_clicks_limit
         self.zoom_in: ZoomIn | None = make_zoom_in(zoom_in)
-        self.with_prev_mask = bool(getattr(net, "with_prev_mask", False))
+        self.takes_feedback = bool(getattr(net, "takes_feedback", False))
+        self.with_prev_mask = self.takes_feedback or bool(getattr(net, "with_prev_mask", False))
         self._image: torch.Tensor | None = None
         self._zeros: torch.Tensor | None = None
         self._history: list[PredictionState] = []
@@ -163,7 +175,12 @@ class Predictor:
             x, click_lists = add_flipped(x, net_clicks)
         else:
             click_lists = [net_clicks]
-        logits = self.net(x, self._points(click_lists))["instances"]
+        points = self._points(click_lists)
+        if self.takes_feedback:
+            new_points = newest_clicks(click_lists, device=self.device)
+            logits = self.net(x, points, new_points, feedback_gate(len(clicks)))["instances"]
+        else:
+            logits = self.net(x, points)["instances"]
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=True)
         if self.with_flip:
