@@ -354,3 +354,12 @@ def test_fcfi_hrnet18s_fast_dev_run_on_preprocessed_cocolvis(tmp_path):
     ]
     cfg = compose_train_config(tmp_path / "run", overrides, tiny=False)
     train(cfg)
+
+
+def test_iterative_click_module_refuses_an_fcfi_network():
+    from iseg.methods.iterative_click import IterativeClickModule
+    from iseg.models.fcfi.hrnet_model import FCFIHRNetModel
+
+    net = FCFIHRNetModel(width=18, ocr_width=48, small=True, mid_ch=8, with_prev_mask=True, use_rgb_conv=False)
+    with pytest.raises(TypeError, match="FCFIHRNetModel is an FCFI network.*FCFIModule"):
+        IterativeClickModule(net, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))

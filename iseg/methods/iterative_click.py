@@ -82,6 +82,11 @@ class IterativeClickModule(L.LightningModule):
             }
         )
         self.net = instantiate(net_config) if net_config is not None else net
+        if getattr(self.net, "takes_feedback", False) and type(self).interactive_forward is IterativeClickModule.interactive_forward:
+            raise TypeError(
+                f"{type(self.net).__name__} is an FCFI network (it needs the newest click and the feedback "
+                "gate): train it with iseg.methods.fcfi.FCFIModule (model=fcfi_hrnet18s / fcfi_resnet101)"
+            )
         self._optimizer_factory = instantiate(optimizer) if isinstance(optimizer, (Mapping, DictConfig)) else optimizer
         self._scheduler_factory = instantiate(scheduler) if isinstance(scheduler, (Mapping, DictConfig)) else scheduler
         self.max_num_next_clicks = max_num_next_clicks
