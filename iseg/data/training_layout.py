@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from iseg.data.eval.layout import DatasetLayoutError, layout_tree
+from iseg.data.eval.layout import require_layout
 
 
 def require_training_layout(title: str, root: Path, items: Sequence[tuple[str, str]], required: Sequence[str]) -> None:
-    """Raise :class:`DatasetLayoutError` naming what is missing under ``root`` and drawing ``items``."""
-    if not root.is_dir():
-        missing = [f"root folder {root}"]
-    else:
-        missing = [str(root / rel) for rel in required if not (root / rel).exists()]
-    if missing:
-        raise DatasetLayoutError(
-            f"{title} training data: not found: {', '.join(missing)}. Expected layout:\n{layout_tree(root, items)}"
-        )
+    """:func:`require_layout` worded for training data."""
+    require_layout(title, root, items, required, kind="training data")
 
 
 def require_listed_files(title: str, list_file: Path, paths: Iterable[Path]) -> None:

@@ -26,15 +26,24 @@ def layout_tree(root: Path, items: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def require_layout(title: str, root: Path, items: Sequence[tuple[str, str]], required: Sequence[str]) -> None:
-    """Raise :class:`DatasetLayoutError` if ``root`` or one of the ``required`` paths under it is absent."""
+def require_layout(
+    title: str,
+    root: Path,
+    items: Sequence[tuple[str, str]],
+    required: Sequence[str],
+    kind: str = "evaluation set",
+) -> None:
+    """Raise :class:`DatasetLayoutError` if ``root`` or one of the ``required`` paths under it is absent.
+
+    ``kind`` names what the folder is for in the message ("evaluation set", "training data").
+    """
     if not root.is_dir():
         missing = [f"root folder {root}"]
     else:
         missing = [str(root / rel) for rel in required if not (root / rel).exists()]
     if missing:
         raise DatasetLayoutError(
-            f"{title} evaluation set: not found: {', '.join(missing)}. Expected layout:\n{layout_tree(root, items)}"
+            f"{title} {kind}: not found: {', '.join(missing)}. Expected layout:\n{layout_tree(root, items)}"
         )
 
 
