@@ -316,44 +316,44 @@ def test_fcfi_hrnet18s_trains_on_synthetic_data_and_reloads(tmp_path):
     assert type(net).__name__ == "FCFIHRNetModel" and not net.training
 
 
-@pytest.mark.slow
-def test_fcfi_resnet101_fast_dev_run_on_sbd_files(tmp_path):
-    from iseg.training.run import train
-    from tests.sbd_files import write_sbd_dataset
+def _write_data(data: str, root: Path) -> list[str]:
+    """Format-faithful files for ``data`` under ``root``; returns the overrides that select them."""
+    if data == "sbd":
+        from tests.sbd_files import write_sbd_dataset
 
-    root = tmp_path / "SBD"
-    write_sbd_dataset(root, num_train=4, num_val=2, image_size=(64, 96))
+        write_sbd_dataset(root, num_train=4, num_val=2, image_size=(64, 96))
+        return ["data=sbd", f"data.root={root}"]
+    if data == "cocolvis":
+        from tests.cocolvis_files import write_preprocessed_cocolvis
+
+        write_preprocessed_cocolvis(root)
+        return [
+            "data=cocolvis", f"data.root={root}", "data.train_dataset.epoch_len=2",
+            "data.train_dataset.min_object_area=20", "data.val_dataset.min_object_area=20",
+        ]
+    return ["data.train_dataset.image_size=[64,96]", "data.val_dataset.image_size=[64,96]", "data.val_dataset.num_samples=2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["synthetic", "sbd", "cocolvis"])
+@pytest.mark.parametrize("model", ["fcfi_hrnet18s", "fcfi_resnet101"])
+def test_fcfi_models_fast_dev_run_on_each_training_set(model, data, tmp_path):
+    from iseg.training.run import train
+
     overrides = [
-        "model=fcfi_resnet101", "data=sbd", f"data.root={root}", "data.batch_size=2", "data.num_workers=0",
-        "data.persistent_workers=false", "data.train_dataset.augmentator.crop_size=[64,96]",
-        "data.val_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.epoch_len=2",
+        f"model={model}", *_write_data(data, tmp_path / data), "data.batch_size=2", "data.num_workers=0",
+        "data.persistent_workers=false", "data.val_dataset.epoch_len=2",
+        "data.train_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.augmentator.crop_size=[64,96]",
         "+data.train_dataset.points_sampler.first_click_center=true",
         "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
         "~callbacks.model_summary",
     ]
+    if data == "synthetic":
+        overrides.remove("data.val_dataset.epoch_len=2")
     cfg = compose_train_config(tmp_path / "run", overrides, tiny=False)
-    train(cfg)
-
-
-@pytest.mark.slow
-def test_fcfi_hrnet18s_fast_dev_run_on_preprocessed_cocolvis(tmp_path):
-    from iseg.training.run import train
-    from tests.cocolvis_files import write_preprocessed_cocolvis
-
-    write_preprocessed_cocolvis(tmp_path / "cocolvis")
-    overrides = [
-        "model=fcfi_hrnet18s", "data=cocolvis", f"data.root={tmp_path / 'cocolvis'}", "data.batch_size=2",
-        "data.num_workers=0", "data.persistent_workers=false", "data.train_dataset.epoch_len=2",
-        "data.val_dataset.epoch_len=2", "data.train_dataset.augmentator.crop_size=[64,96]",
-        "data.val_dataset.augmentator.crop_size=[64,96]", "data.train_dataset.min_object_area=20",
-        "data.val_dataset.min_object_area=20", "+data.train_dataset.points_sampler.first_click_center=true",
-        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
-        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
-        "~callbacks.model_summary",
-    ]
-    cfg = compose_train_config(tmp_path / "run", overrides, tiny=False)
-    train(cfg)
+    noc90 = train(cfg)  # one training and one validation batch, then the 2-click protocol on one object
+    assert 1.0 <= noc90 <= 2.0
 
 
 def test_iterative_click_module_refuses_an_fcfi_network():
