@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 from iseg.data.datamodule import InteractiveDataModule
+from iseg.data.interactive_dataset import expand_item
 from iseg.data.synthetic import SyntheticShapesDataset
-from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator
+from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator, sbd_train_augmentator
 from iseg.interaction.sampler import MultiPointSampler
 
 CROP = (48, 64)
@@ -90,3 +92,56 @@ def test_protocol_samples() -> None:
     image, gt, name = view[0]
     assert image.shape == (56, 80, 3) and gt.shape == (56, 80) and name == "val_000000#0"
     assert len(module.protocol_samples(None)) == sum(len(module.val_dataset.get_sample(i)) for i in range(16))
+
+
+def test_expand_item_is_the_references_to_tensor() -> None:
+    """uint8 -> float32 / 255 bit for bit (numpy float32 division, as before workers sent uint8)."""
+    values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    instances = torch.tensor([[[-1, 0, 1]]], dtype=torch.int8)
+    item = {"images": torch.from_numpy(values), "points": torch.zeros(2, 3), "instances": instances}
+    out = expand_item(item)
+    assert np.array_equal(out["images"].numpy(), values.astype(np.float32) / np.float32(255.0))
+    assert out["instances"].dtype == torch.float32 and out["instances"].tolist() == [[[-1.0, 0.0, 1.0]]]
+    assert expand_item(out)["images"] is out["images"], "float items pass unchanged"
+
+
+def test_loader_batches_are_the_stacked_dataset_items() -> None:
+    module = _module(seed=3)
+    batch = _first_batch(module)
+    dataset = module.train_dataset
+    dataset.seed(module._stream_seed("train"))
+    items = [dataset[i] for i in range(4)]
+    for key in batch:
+        assert torch.equal(batch[key], torch.stack([item[key] for item in items]))
+
+
+# Seeded items computed by the implementation before the pipeline was optimised: sum of image
+# values, sum of instances, first four positive clicks. Any change in what is computed shows here.
+GOLDEN_ITEMS = {
+    "coco_lvis": [
+        (5120.89033, 435, [[13, 52, 100], [23, 44, 100], [10, 54, 100], [9, 51, 100]]),
+        (4835.274662, 382, [[25, 26, 100], [12, 42, 100], [28, 28, 100], [17, 27, 100]]),
+        (4546.945234, 89, [[6, 51, 100], [1, 51, 100], [5, 50, 100], [2, 51, 100]]),
+    ],
+    "sbd": [
+        (6391.231479, 343, [[13, 62, 100], [25, 46, 100], [11, 55, 100], [10, 52, 100]]),
+        (7808.372595, 252, [[24, 20, 100], [14, 10, 100], [26, 24, 100], [17, 24, 100]]),
+        (3102.705983, 67, [[40, 12, 100], [38, 16, 100], [39, 19, 100], [39, 11, 100]]),
+    ],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(GOLDEN_ITEMS))
+def test_seeded_items_match_the_unoptimised_pipeline(recipe: str) -> None:
+    """albumentations 2.0.8 / OpenCV 5.0 goldens for both train recipes (synthetic data, seed 5)."""
+    augmentator = {"coco_lvis": coco_lvis_train_augmentator, "sbd": sbd_train_augmentator}[recipe]((48, 64))
+    sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.5)
+    dataset = SyntheticShapesDataset(
+        sampler, num_samples=4, image_size=(56, 80), augmentator=augmentator, epoch_len=3, seed=5, min_object_area=20
+    )
+    for index, (image_sum, instance_sum, clicks) in enumerate(GOLDEN_ITEMS[recipe]):
+        item = dataset[index]
+        points = item["points"].numpy()
+        assert float(item["images"].double().sum()) == pytest.approx(image_sum, abs=1e-5)
+        assert int(item["instances"].sum()) == instance_sum
+        assert points[points[:, 0] >= 0].astype(int).tolist()[:4] == clicks

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from iseg.data.sample import InstanceSample, ObjectNode
+from iseg.data.sample import InstanceSample, ObjectNode, value_counts
 
 
 def _image(height: int = 40, width: int = 60) -> np.ndarray:
@@ -144,3 +144,32 @@ def test_augment_keeps_encoded_values_with_nearest_resize() -> None:
         assert set(np.unique(out.masks[:, :, layer])) <= set(np.unique(sample.masks[:, :, layer]))
     assert out.objects[0].area == int((out.masks[:, :, 0] == 1).sum())
     assert (out.get_object_mask(3) == -1).any(), "the ignore region follows the masks"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int8, np.int64])
+def test_value_counts_match_numpy_unique(dtype) -> None:
+    """The histogram fast paths (uint8 OpenCV, small-int bincount) agree with np.unique, layer views included."""
+    rng = np.random.default_rng(0)
+    low = -3 if np.issubdtype(dtype, np.signedinteger) else 0
+    masks = rng.integers(low, 100, (37, 53, 3)).astype(dtype)
+    masks[masks % 7 == 0] = 0
+    for plane in (masks[:, :, 1], masks[:, :, 0], masks):
+        values, counts = np.unique(plane, return_counts=True)
+        assert value_counts(plane) == dict(zip(values.tolist(), counts.tolist()))
+    assert value_counts(np.zeros((0, 4), dtype)) == {}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_stray_values_are_cleared_per_layer_and_areas_follow(dtype) -> None:
+    masks = np.zeros((40, 60, 2), dtype)
+    masks[0:10, 0:10, 0] = 1
+    masks[0:5, 0:5, 1] = 1  # layer 1 value 1 is an object; layer 0 value 2 is not
+    masks[20:30, 20:30, 0] = 2
+    masks[30:40, 0:3, 1] = 2  # ignore region
+    objects = {0: ObjectNode(0, 1), 1: ObjectNode(1, 1), 2: ObjectNode(1, 7)}
+    sample = InstanceSample(_image(), masks, objects, ignore=[(1, 2)])
+    assert (sample.masks[20:30, 20:30, 0] == 0).all() and (masks[20:30, 20:30, 0] == 2).all()
+    assert (sample.masks[30:40, 0:3, 1] == 2).all(), "ignore values are kept"
+    assert [sample.objects[i].area for i in range(3)] == [100, 25, 0]
+    assert sample.background_mask.sum() == 40 * 60 - 100 - 30
+    assert sample.masks.dtype == dtype

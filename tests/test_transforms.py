@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from iseg.data.transforms import (
+    PaddedRandomCrop,
+    SaturatedRGBShift,
     UniformRandomResize,
     coco_lvis_train_augmentator,
     coco_lvis_val_augmentator,
@@ -105,3 +107,39 @@ def test_bad_arguments() -> None:
         UniformRandomResize(scale_range=(1.2, 0.8))
     with pytest.raises(ValueError, match="crop_size"):
         coco_lvis_train_augmentator(crop_size=(0, 480))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_padded_random_crop_equals_pad_if_needed_then_random_crop(seed: int) -> None:
+    """Same draws, same pixels as the references' two transforms, for images smaller and larger than the crop."""
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(20, 90, 2))
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    masks = _coordinate_mask(height, width)
+    crop = (int(rng.integers(10, 70)), int(rng.integers(10, 70)))
+    reference = A.Compose(
+        [
+            A.PadIfNeeded(min_height=crop[0], min_width=crop[1], border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+            A.RandomCrop(height=crop[0], width=crop[1]),
+        ],
+        seed=seed,
+    )
+    fused = A.Compose([PaddedRandomCrop(height=crop[0], width=crop[1])], seed=seed)
+    for _ in range(5):
+        expected, got = reference(image=image, mask=masks), fused(image=image, mask=masks)
+        assert np.array_equal(expected["image"], got["image"]) and np.array_equal(expected["mask"], got["mask"])
+
+
+def test_saturated_rgb_shift_equals_albumentations_rgb_shift() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    image[0, :3] = (0, 255, 5)  # saturation at both ends
+    reference = A.Compose([A.RGBShift(r_shift_limit=10, g_shift_limit=10, b_shift_limit=10, p=0.75)], seed=3)
+    fast = A.Compose([SaturatedRGBShift(r_shift_limit=10, g_shift_limit=10, b_shift_limit=10, p=0.75)], seed=3)
+    changed = 0
+    for _ in range(60):
+        expected, got = reference(image=image)["image"], fast(image=image)["image"]
+        assert np.array_equal(expected, got)
+        changed += not np.array_equal(got, image)
+    assert 30 < changed < 60, "p=0.75 must be kept"
+    grey = np.zeros((4, 4), np.uint8)  # not 3 channels: albumentations' own path
+    assert SaturatedRGBShift(p=1.0)(image=grey)["image"].shape == (4, 4)

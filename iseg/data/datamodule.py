@@ -10,15 +10,29 @@ the loader's seeded generator (different per worker and per epoch).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from iseg.data.interactive_dataset import EvaluationView, InteractiveDataset, seed_worker
+from iseg.data.interactive_dataset import CompactItems, EvaluationView, InteractiveDataset, expand_item, seed_worker
 
 _STREAMS = {"train": 0, "val": 1}
+
+
+class ExpandingDataLoader(DataLoader):
+    """Loader of ``CompactItems``: workers collate uint8 images, the main process expands each batch.
+
+    Yields the float batches of ``InteractiveDataset`` items (``expand_item``), bit for bit; moving a
+    quarter of the bytes through shared memory is what lets 2 workers keep up (see
+    scripts/benchmark_data_pipeline.py).
+    """
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in super().__iter__():
+            yield expand_item(batch)
 
 
 class InteractiveDataModule(L.LightningDataModule):
@@ -94,8 +108,8 @@ class InteractiveDataModule(L.LightningDataModule):
     def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
         seed = self._stream_seed(stream)
         dataset.seed(seed)
-        return DataLoader(
-            dataset,
+        return ExpandingDataLoader(
+            CompactItems(dataset),
             batch_size=self.per_device(batch_size),
             shuffle=stream == "train",
             drop_last=stream == "train",

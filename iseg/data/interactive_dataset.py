@@ -98,6 +98,15 @@ class InteractiveDataset(Dataset, ABC):
         return self.epoch_len if self.epoch_len > 0 else self.num_samples
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return expand_item(self.compact_item(index))
+
+    def compact_item(self, index: int) -> dict[str, torch.Tensor]:
+        """The item with a uint8 image (3, H, W) and int8 instances (1, H, W); ``expand_item`` gives ``self[index]``.
+
+        A quarter of the bytes of the float item: loader workers send these through shared
+        memory (whose page faults, not the copy, dominate the transfer) and the main process
+        expands whole batches.
+        """
         if self._index_probs is not None:
             index = int(self.rng.choice(self.num_samples, p=self._index_probs))
         elif self.epoch_len > 0:
@@ -107,11 +116,10 @@ class InteractiveDataset(Dataset, ABC):
         sample = self.augment_sample(self.get_sample(index))
         sample.remove_small_objects(self.min_object_area)
         gt, points = self.points_sampler(sample, self.rng)
-        image = sample.image.transpose(2, 0, 1).astype(np.float32, order="C") / np.float32(255.0)
         return {
-            "images": torch.from_numpy(image),
+            "images": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
             "points": torch.from_numpy(points),
-            "instances": torch.from_numpy(gt[None].astype(np.float32)),
+            "instances": torch.from_numpy(gt[None].astype(np.int8)),
         }
 
     def augment_sample(self, sample: InstanceSample) -> InstanceSample:
@@ -164,12 +172,43 @@ class EvaluationView(Dataset):
         return sample.image, gt, f"{sample.name or sample_index}#{obj_id}"
 
 
+def expand_item(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A compact item or batch as the training step takes it: float32 images in [0, 1], float32 instances.
+
+    ``image / 255`` in float32, exactly as the reference's ``ToTensor``; float tensors pass unchanged.
+    """
+    out = dict(item)
+    if out["images"].dtype == torch.uint8:
+        out["images"] = out["images"].to(torch.float32).div_(255.0)
+    if out["instances"].dtype == torch.int8:
+        out["instances"] = out["instances"].to(torch.float32)
+    return out
+
+
+class CompactItems(Dataset):
+    """What a loader reads from an ``InteractiveDataset``: its ``compact_item``s (expand batches after)."""
+
+    def __init__(self, dataset: InteractiveDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.dataset.compact_item(index)
+
+
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed the worker's dataset copy from its torch seed.
 
     torch derives that seed from the loader's generator, the epoch's iterator and the worker id,
-    so streams differ across workers and epochs yet repeat for a seeded generator.
+    so streams differ across workers and epochs yet repeat for a seeded generator. OpenCV's thread
+    count is deliberately left alone: ``cv2.setNumThreads`` in a forked worker can hang forever
+    (it destroys the pool's condition variables inherited mid-wait from the parent).
     """
     info = get_worker_info()
-    if info is not None and isinstance(info.dataset, InteractiveDataset):
-        info.dataset.seed(info.seed)
+    dataset = info.dataset if info is not None else None
+    if isinstance(dataset, CompactItems):
+        dataset = dataset.dataset
+    if isinstance(dataset, InteractiveDataset):
+        dataset.seed(info.seed)

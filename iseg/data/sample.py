@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 
@@ -56,11 +57,11 @@ class InstanceSample:
         self.image = image
         self.masks = masks
         self.ignore = [(int(layer), int(value)) for layer, value in ignore]
-        self.objects: dict[int, ObjectNode] = {int(k): copy.deepcopy(v) for k, v in objects.items()}
+        self.objects: dict[int, ObjectNode] = _copy_tree(objects)
         self._check_tree()
         self._ignore_mask: np.ndarray | None = None
-        self._clear_unmapped_values()
-        self._compute_areas()
+        self._background_mask: np.ndarray | None = None
+        self._clear_unmapped_values_and_count_areas()
 
     @classmethod
     def from_label_map(
@@ -72,7 +73,7 @@ class InstanceSample:
     ) -> InstanceSample:
         """One root object per non-zero value of an H×W map (sorted), except ``ignore_values``."""
         ignore_values = {int(v) for v in ignore_values}
-        values = [int(v) for v in np.unique(label_map) if v != 0 and int(v) not in ignore_values]
+        values = [v for v in value_counts(label_map) if v != 0 and v not in ignore_values]
         objects = {i: ObjectNode(layer=0, value=v) for i, v in enumerate(values)}
         return cls(image, label_map, objects, ignore=[(0, v) for v in sorted(ignore_values)], name=name)
 
@@ -132,7 +133,10 @@ class InstanceSample:
     @property
     def background_mask(self) -> np.ndarray:
         """H×W bool: pixels that no layer labels (ignore regions are not background)."""
-        return ~self.masks.any(axis=2)
+        if self._background_mask is None:
+            masks = self.masks
+            self._background_mask = masks[:, :, 0] == 0 if masks.shape[2] == 1 else ~masks.any(axis=2)
+        return self._background_mask
 
     def get_object_mask(self, obj_id: int) -> np.ndarray:
         """H×W int32: 1 on the object, 0 elsewhere, -1 on ignore regions (which win over the object)."""
@@ -160,36 +164,26 @@ class InstanceSample:
     def copy(self) -> InstanceSample:
         """A copy with its own object tree; the image and masks arrays are shared (never written)."""
         result = copy.copy(self)
-        result.objects = copy.deepcopy(self.objects)
+        result.objects = _copy_tree(self.objects)
         return result
 
-    def _clear_unmapped_values(self) -> None:
+    def _clear_unmapped_values_and_count_areas(self) -> None:
+        """One histogram per layer gives both the stray values to zero and every object's area."""
         copied = False
-        for layer in range(self.masks.shape[2]):
-            known = [n.value for n in self.objects.values() if n.layer == layer]
-            known += [v for lay, v in self.ignore if lay == layer]
-            plane = self.masks[:, :, layer]
-            stray = (plane != 0) & ~np.isin(plane, known)
-            if stray.any():
-                if not copied:  # never write into the caller's array
-                    self.masks, copied = self.masks.copy(), True
-                self.masks[:, :, layer][stray] = 0
-
-    def _compute_areas(self) -> None:
         for layer in range(self.masks.shape[2]):
             plane = self.masks[:, :, layer]
             nodes = [n for n in self.objects.values() if n.layer == layer]
-            if not nodes:
-                continue
-            if plane.dtype.itemsize <= 2 and plane.min() >= 0:
-                counts = np.bincount(plane.ravel())
-                for node in nodes:
-                    node.area = int(counts[node.value]) if 0 <= node.value < len(counts) else 0
-            else:
-                values, counts = np.unique(plane, return_counts=True)
-                lookup = dict(zip(values.tolist(), counts.tolist()))
-                for node in nodes:
-                    node.area = int(lookup.get(node.value, 0))
+            known = {n.value for n in nodes} | {v for lay, v in self.ignore if lay == layer}
+            counts = value_counts(plane)
+            stray = [v for v in counts if v != 0 and v not in known]
+            if stray:
+                if not copied:  # never write into the caller's array
+                    self.masks, copied = self.masks.copy(), True
+                plane = self.masks[:, :, layer]
+                plane[_isin(plane, stray)] = 0
+                counts = {v: c for v, c in counts.items() if v not in stray}
+            for node in nodes:
+                node.area = counts.get(node.value, 0)
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object from the tree; its children move up to its parent (pixels stay)."""
@@ -218,3 +212,40 @@ class InstanceSample:
         result = InstanceSample(image, masks, self.objects, self.ignore, self.name)
         result.remove_small_objects(1)
         return result
+
+
+def _copy_tree(objects: Mapping[int, ObjectNode]) -> dict[int, ObjectNode]:
+    """An independent copy of an object tree (its nodes hold ints and a list of ints; deepcopy is slow)."""
+    tree = {}
+    for obj_id, node in objects.items():
+        node = copy.copy(node)
+        node.children = list(node.children)
+        tree[int(obj_id)] = node
+    return tree
+
+
+def value_counts(plane: np.ndarray) -> dict[int, int]:
+    """{value: pixel count} of the values present in an integer array.
+
+    uint8 planes use an OpenCV histogram (exact below 2**24 pixels) and other small non-negative
+    ranges ``np.bincount``: both are several times faster than ``np.unique`` on label maps.
+    """
+    if plane.dtype == np.uint8 and 0 < plane.size < 2**24:
+        hist = cv2.calcHist([np.ascontiguousarray(plane).reshape(plane.shape[0], -1)], [0], None, [256], [0, 256])
+        counts = hist.ravel().astype(np.int64)
+    elif plane.dtype.itemsize <= 2 and plane.size and plane.min() >= 0:
+        counts = np.bincount(plane.ravel())
+    else:
+        values, counts = np.unique(plane, return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist()))
+    present = np.flatnonzero(counts)
+    return dict(zip(present.tolist(), counts[present].tolist()))
+
+
+def _isin(plane: np.ndarray, values: list[int]) -> np.ndarray:
+    """Boolean mask of ``plane`` pixels equal to any of ``values``: a lookup table for uint8."""
+    if plane.dtype == np.uint8:
+        table = np.zeros(256, np.uint8)
+        table[values] = 1
+        return cv2.LUT(np.ascontiguousarray(plane), table).astype(bool)
+    return np.isin(plane, values)

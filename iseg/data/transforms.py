@@ -5,6 +5,11 @@ translated here: ``Flip()`` (removed) becomes a one-of horizontal / vertical / b
 ``ShiftScaleRotate`` (deprecated) becomes ``Affine`` with the same shift and rotation ranges, and
 ``RandomRotate90`` keeps its old default p=0.5 (2.x defaults to 1). Masks are always resized and
 warped nearest-neighbour, so encoded instance values survive.
+
+Two albumentations transforms are replaced by subclasses that draw the same parameters and give
+the same pixels for less work (the data pipeline must keep GPUs fed): ``PadIfNeeded`` +
+``RandomCrop`` by ``PaddedRandomCrop``, ``RGBShift`` by ``SaturatedRGBShift``; tests compare
+them with the originals.
 """
 
 from __future__ import annotations
@@ -83,18 +88,87 @@ def _crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
 
 
 def _pad_and_crop(crop_size: Sequence[int]) -> list[A.BasicTransform]:
+    """The references' ``PadIfNeeded`` (centred, zeros) + ``RandomCrop``, as one transform."""
     height, width = _crop_size(crop_size)
-    return [
-        A.PadIfNeeded(min_height=height, min_width=width, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
-        A.RandomCrop(height=height, width=width),
-    ]
+    return [PaddedRandomCrop(height=height, width=width)]
+
+
+class PaddedRandomCrop(A.RandomCrop):
+    """``RandomCrop(pad_if_needed=True)`` with centred constant padding, without padding the whole image.
+
+    Same parameters and draws as ``PadIfNeeded(border_mode=constant, position='center')``
+    followed by ``RandomCrop`` (both pad by ``get_padding_params``, and the crop draws
+    ``h_start``, ``w_start`` in the padded frame), hence the same pixels; but only the crop window
+    is materialised: a fill-valued canvas with the visible part of the image copied in.
+    """
+
+    def __init__(self, height: int, width: int, fill: float = 0.0, fill_mask: float = 0.0, p: float = 1.0) -> None:
+        super().__init__(
+            height=height,
+            width=width,
+            pad_if_needed=True,
+            pad_position="center",
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=fill,
+            fill_mask=fill_mask,
+            p=p,
+        )
+
+    def apply(self, img: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        return _crop_padded(img, crop_coords, params.get("pad_params"), self.fill)
+
+    def apply_to_mask(self, mask: np.ndarray, crop_coords: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        return _crop_padded(mask, crop_coords, params.get("pad_params"), self.fill_mask)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("height", "width", "fill", "fill_mask")
+
+
+def _crop_padded(
+    array: np.ndarray, crop_coords: tuple[int, int, int, int], pad: dict[str, int] | None, fill: float
+) -> np.ndarray:
+    """The window ``crop_coords`` (x0, y0, x1, y1, padded frame) of ``array`` padded by ``pad`` with ``fill``."""
+    x0, y0, x1, y1 = crop_coords
+    if pad is None:
+        return array[y0:y1, x0:x1]
+    top, left = pad["pad_top"], pad["pad_left"]
+    height, width = array.shape[:2]
+    out = np.full((y1 - y0, x1 - x0, *array.shape[2:]), fill, dtype=array.dtype)
+    src_y0, src_y1 = max(y0 - top, 0), min(y1 - top, height)
+    src_x0, src_x1 = max(x0 - left, 0), min(x1 - left, width)
+    if src_y0 < src_y1 and src_x0 < src_x1:
+        dst_y, dst_x = src_y0 + top - y0, src_x0 + left - x0
+        out[dst_y : dst_y + src_y1 - src_y0, dst_x : dst_x + src_x1 - src_x0] = array[src_y0:src_y1, src_x0:src_x1]
+    return out
 
 
 def _colour_jitter() -> list[A.BasicTransform]:
     return [
         A.RandomBrightnessContrast(brightness_limit=(-0.25, 0.25), contrast_limit=(-0.15, 0.4), p=0.75),
-        A.RGBShift(r_shift_limit=10, g_shift_limit=10, b_shift_limit=10, p=0.75),
+        SaturatedRGBShift(r_shift_limit=10, g_shift_limit=10, b_shift_limit=10, p=0.75),
     ]
+
+
+class SaturatedRGBShift(A.RGBShift):
+    """``A.RGBShift`` with the same draws and the same pixels, computed as saturated integer adds.
+
+    On uint8 images albumentations truncates each channel's shift to an integer and applies it
+    through a per-channel lookup table (three channel copies and a merge); ``cv2.add`` /
+    ``cv2.subtract`` with the truncated shifts give identical pixels in one or two passes.
+    Other dtypes and channel counts go through albumentations unchanged.
+    """
+
+    def apply(self, img: np.ndarray, noise_map: np.ndarray, **params: Any) -> np.ndarray:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or np.shape(noise_map) != (3,):
+            return super().apply(img, noise_map, **params)
+        shifts = np.trunc(np.asarray(noise_map, np.float64))
+        up, down = np.maximum(shifts, 0), np.maximum(-shifts, 0)
+        out = img
+        if up.any():
+            out = cv2.add(out, (*up.tolist(), 0.0))
+        if down.any():
+            out = cv2.subtract(out, (*down.tolist(), 0.0))
+        return out if out is not img else img.copy()
 
 
 def coco_lvis_train_augmentator(crop_size: Sequence[int] = DEFAULT_CROP_SIZE) -> A.Compose:

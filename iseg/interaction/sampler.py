@@ -45,6 +45,16 @@ def center_click_candidates(region: np.ndarray, k: float = 1.7) -> np.ndarray:
     return dt > dt.max() / k
 
 
+def _as_uint8(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as 0/1 uint8 for OpenCV, without a copy when it is contiguous."""
+    return mask.view(np.uint8) if mask.flags.c_contiguous else mask.astype(np.uint8)
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """A 0/1 uint8 result of OpenCV morphology as bool, without a copy."""
+    return mask.view(bool)
+
+
 class _Pixels:
     """Uniform pixel draws from a boolean region; the flat index list is built once, on demand."""
 
@@ -148,7 +158,7 @@ class MultiPointSampler:
         """With prob positive_erode_prob, erode 3×3 ×iters, unless that leaves 10 pixels or fewer."""
         if rng.random() > self.positive_erode_prob:
             return region
-        eroded = cv2.erode(region.astype(np.uint8), _KERNEL, iterations=self.positive_erode_iters).astype(bool)
+        eroded = _as_bool(cv2.erode(_as_uint8(region), _KERNEL, iterations=self.positive_erode_iters))
         return eroded if eroded.sum() > 10 else region
 
     def _border(self, target: np.ndarray) -> np.ndarray:
@@ -156,7 +166,7 @@ class MultiPointSampler:
         radius = int(np.ceil(self.expand_ratio * np.sqrt(target.sum())))
         if radius == 0:
             return np.zeros_like(target)
-        return cv2.dilate(target.astype(np.uint8), _KERNEL, iterations=radius).astype(bool) & ~target
+        return _as_bool(cv2.dilate(_as_uint8(target), _KERNEL, iterations=radius)) & ~target
 
     # ------------------------------------------------------------------ clicks
     def _positive_count(self, rng: np.random.Generator) -> int:
