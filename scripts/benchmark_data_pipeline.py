@@ -30,6 +30,7 @@ import torch
 
 from iseg.data.datamodule import InteractiveDataModule
 from iseg.data.eval.grabcut import GrabCutDataset
+from iseg.data.image_io import decode_rgb
 from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
 from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator
@@ -59,7 +60,7 @@ class GrabCutTrainingSet(InteractiveDataset):
 
     def get_sample(self, index: int) -> InstanceSample:
         entry = self.entries[index]
-        image = cv2.imread(str(entry.image_path), cv2.IMREAD_COLOR_RGB)
+        image = decode_rgb(entry.image_path)
         raw = cv2.imread(str(entry.mask_path), cv2.IMREAD_GRAYSCALE)
         if image is None or raw is None:
             raise ValueError(f"cannot read {entry.image_path} or {entry.mask_path}")

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from iseg.data.image_io import decode_rgb
 from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample, ObjectNode
 from iseg.data.training_layout import require_training_layout
@@ -77,11 +78,11 @@ def decode_mask_layers(packed: Any, path: Path) -> tuple[np.ndarray, list[tuple[
 
 def read_image(path: Path) -> np.ndarray:
     """uint8 H×W×3 RGB, or an error naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = decode_rgb(path)
     if image is None:
         hint = "missing" if not path.exists() else "not a readable image"
         raise FileNotFoundError(f"COCO+LVIS image {path} is {hint}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 class CocoLvisDataset(InteractiveDataset):

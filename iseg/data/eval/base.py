@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from iseg.data.image_io import decode_rgb
+
 from iseg.interaction.next_click import validate_gt
 
 Exclusion = tuple[str, str]
@@ -42,10 +44,10 @@ class EvalEntry:
 
 def read_image(path: Path) -> np.ndarray:
     """RGB uint8 image as the references read it (``cv2.imread`` colour, BGR -> RGB)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = decode_rgb(path)
     if image is None:
         raise ValueError(f"cannot read image {path}: missing, unreadable or not a format OpenCV decodes")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def read_mask(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
