@@ -28,11 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from iseg.data.eval.base import read_image, read_mask
+from iseg.data.eval.base import read_image
 from iseg.data.eval.layout import pair_by_stem, read_name_list
+from iseg.data.image_io import read_label_map
 from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
 from iseg.data.training_layout import require_training_layout
@@ -42,30 +42,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "all")
 MASK_MODES = ("instances", "binary")
-
-
-def read_label_map(path: Path) -> np.ndarray:
-    """A mask file as a 2-D unsigned integer array (palette indices for palette PNGs)."""
-    if path.suffix.lower() == ".png":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
-                if image.mode == "P":
-                    return np.asarray(image)
-        except OSError:
-            pass  # not decodable by PIL: OpenCV below reports the file
-    mask = read_mask(path, cv2.IMREAD_UNCHANGED)
-    if mask.ndim == 3:
-        if mask.shape[2] != 3 or not (mask == mask[:, :, :1]).all():
-            raise ValueError(
-                f"folder dataset: mask {path} has {mask.shape[2]} channels with different values; "
-                "save masks as single-channel (gray) images of instance ids"
-            )
-        mask = mask[:, :, 0]
-    if mask.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"folder dataset: mask {path} must hold 8- or 16-bit integer ids, got {mask.dtype}")
-    return mask
 
 
 class FolderDataset(InteractiveDataset):

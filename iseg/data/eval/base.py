@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from iseg.data.image_io import decode_rgb
@@ -48,14 +47,6 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot read image {path}: missing, unreadable or not a format OpenCV decodes")
     return image
-
-
-def read_mask(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """Mask file decoded with ``cv2.imread(path, flags)``; an unreadable file is an error naming it."""
-    mask = cv2.imread(str(path), flags)
-    if mask is None:
-        raise ValueError(f"cannot read mask {path}: missing, unreadable or not a format OpenCV decodes")
-    return mask
 
 
 class EvaluationSet(Sequence[EvalSample], ABC):

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iseg.data.eval.base import EvalEntry, EvaluationSet, read_mask
+from iseg.data.eval.base import EvalEntry, EvaluationSet
 from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.image_io import read_mask
 
 
 class DavisDataset(EvaluationSet):

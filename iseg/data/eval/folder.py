@@ -1,7 +1,7 @@
 """A user's own evaluation set: ``images/`` + ``masks/`` matched by file stem.
 
-Masks are read with ``cv2.IMREAD_UNCHANGED`` (8- or 16-bit; a 3-channel mask must be gray, i.e.
-equal channels) and interpreted by ``mask_mode``, the same rule for every mask of the set:
+Masks are read as label maps (8- or 16-bit; a palette PNG gives its indices; a 3-channel mask
+must be gray, i.e. equal channels; see :func:`iseg.data.image_io.read_label_map`) and interpreted by ``mask_mode``, the same rule for every mask of the set:
 
 - ``'binary'``: one object per image: 0 -> background, ``ignore_value`` (none by default) -> -1,
   any other value -> object. Samples are named by the image file name.
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from iseg.data.eval.base import EvalEntry, EvaluationSet, read_mask
+from iseg.data.eval.base import EvalEntry, EvaluationSet
 from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.image_io import read_label_map
 
 MASK_MODES = ("binary", "instances")
 DEFAULT_IGNORE = {"binary": None, "instances": 255}
@@ -83,18 +83,8 @@ class FolderDataset(EvaluationSet):
         return result
 
     def load_mask(self, path: Path) -> np.ndarray:
-        """The mask as a 2-D integer array (gray 3-channel masks reduced to one channel)."""
-        mask = read_mask(path, cv2.IMREAD_UNCHANGED)
-        if mask.ndim == 3:
-            if mask.shape[2] != 3 or not ((mask == mask[:, :, :1]).all()):
-                raise ValueError(
-                    f"folder dataset: mask {path} has {mask.shape[2]} channels with different values; "
-                    "save masks as single-channel (gray) images of object ids"
-                )
-            mask = mask[:, :, 0]
-        if mask.dtype.kind not in "iu":
-            raise ValueError(f"folder dataset: mask {path} has non-integer values ({mask.dtype})")
-        return mask
+        """The mask as a 2-D integer array of ids: the same reader as the training folder dataset."""
+        return read_label_map(path)
 
     def to_gt(self, raw: np.ndarray, entry: EvalEntry) -> np.ndarray:
         """Binary: non-zero -> 1; instances: the entry's id -> 1; ignore value -> -1 in both."""

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iseg.data.eval.base import EvalEntry, EvaluationSet, read_mask
+from iseg.data.eval.base import EvalEntry, EvaluationSet
 from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.image_io import read_mask
 
 BERKELEY_VARIANTS = {"ritm": ("images", "masks"), "fcfi": ("images-f-BRS/test", "masks-f-BRS/test")}
 

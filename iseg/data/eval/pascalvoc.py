@@ -20,9 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from iseg.data.eval.base import EvalEntry, EvaluationSet, read_mask
+from iseg.data.eval.base import EvalEntry, EvaluationSet
 from iseg.data.eval.instance_cache import InstanceList, cached_instance_list, check_instance_list, load_pickle
 from iseg.data.eval.layout import read_name_list, require_layout
+from iseg.data.image_io import read_mask
 
 VOC_VARIANTS = {
     "ritm": {"masks": "SegmentationObject", "ignore": 220, "splits": ("test",)},
