@@ -7,7 +7,8 @@ official checkpoint's serialized config maps 1:1 onto them.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,16 @@ from iseg.interaction.encoding import ClickEncoder
 from iseg.models.layers import ImageNormalize, ScaleLayer
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class FusedInput(NamedTuple):
+    """The network input after click fusion: what the backbone gets and what FCFI's modules reuse."""
+
+    backbone_input: torch.Tensor  # normalised image (Conv1S/E) or the DMF-fused 3-channel input
+    stem_features: torch.Tensor | None  # Conv1S/E click features added after the stem; None for DMF
+    coord_features: torch.Tensor  # click encoding ([prev mask,] positive, negative) at input size
+    image: torch.Tensor  # normalised RGB
+    prev_mask: torch.Tensor | None  # previous probabilities (channel 3 of the input), if used
 
 
 class ISModel(nn.Module):
@@ -78,23 +89,31 @@ class ISModel(nn.Module):
                 ScaleLayer(init_value=maps_scale_init, lr_mult=1),
             )
 
+    # How each output is resized to the input (bilinear); subclasses with more outputs extend it.
+    output_align_corners: dict[str, bool] = {"instances": True, "instances_aux": True}
+
     def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
         """image: (B, 3 or 4, H, W) RGB in [0, 1] (+ previous probabilities); points: (B, 2N, 3).
 
         Returns logits ``instances`` (and ``instances_aux``) at input resolution.
         """
+        fused = self.fuse_clicks(image, points)
+        outputs = self.backbone_forward(fused.backbone_input, fused.stem_features)
+        return self.resize_outputs(outputs, fused.image.shape[2:])
+
+    def fuse_clicks(self, image: torch.Tensor, points: torch.Tensor) -> FusedInput:
+        """Normalise the image, encode the clicks (+ previous mask) and fuse them (DMF or Conv1S/E)."""
         image, prev_mask = self.prepare_input(image)
         coord_features = self.get_coord_features(image, prev_mask, points)
         if self.rgb_conv is not None:
-            outputs = self.backbone_forward(self.rgb_conv(torch.cat((image, coord_features), dim=1)))
-        else:
-            outputs = self.backbone_forward(image, self.maps_transform(coord_features))
-        size = image.shape[2:]
-        outputs["instances"] = F.interpolate(outputs["instances"], size=size, mode="bilinear", align_corners=True)
-        if self.with_aux_output:
-            outputs["instances_aux"] = F.interpolate(
-                outputs["instances_aux"], size=size, mode="bilinear", align_corners=True
-            )
+            return FusedInput(self.rgb_conv(torch.cat((image, coord_features), dim=1)), None, coord_features, image, prev_mask)
+        return FusedInput(image, self.maps_transform(coord_features), coord_features, image, prev_mask)
+
+    def resize_outputs(self, outputs: dict[str, torch.Tensor], size: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Bilinear resize of every output named in ``output_align_corners`` to ``size``."""
+        for key, align_corners in self.output_align_corners.items():
+            if key in outputs:
+                outputs[key] = F.interpolate(outputs[key], size=size, mode="bilinear", align_corners=align_corners)
         return outputs
 
     def prepare_input(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

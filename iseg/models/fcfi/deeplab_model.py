@@ -37,7 +37,7 @@ class FCFIDeeplabModel(FeedbackModelMixin, DeeplabModel):
     expansion_ratio=0.3``. Requires ``with_prev_mask=True``: the previous mask is the feedback.
     """
 
-    feedback1_align_corners = False
+    output_align_corners = {**FeedbackModelMixin.output_align_corners, "updated_feedback1": False}
 
     def __init__(
         self,

@@ -24,18 +24,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 
 class FeedbackModelMixin:
     """FCFI's ``forward`` on top of an ISModel subclass; the subclass provides ``feedback_backbone_forward``.
 
-    ``feedback1_align_corners``: how ``updated_feedback1`` is resized to the input (HRNet: True,
-    DeepLab: False, as in the reference models).
+    Outputs are resized to the input bilinearly with align_corners=True, except where a subclass's
+    ``output_align_corners`` says otherwise (DeepLab's ``updated_feedback1``, as in the reference).
     """
 
     takes_feedback = True
-    feedback1_align_corners: bool = True
+    output_align_corners = {"instances": True, "instances_aux": True, "updated_feedback1": True, "updated_feedback2": True}
 
     def forward(
         self,
@@ -46,25 +45,12 @@ class FeedbackModelMixin:
         is_training: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         soft_window = self.training if is_training is None else bool(is_training)
-        image, prev_mask = self.prepare_input(image)
-        coord_features = self.get_coord_features(image, prev_mask, points)
-        if self.rgb_conv is not None:
-            backbone_input, stem_features = self.rgb_conv(torch.cat((image, coord_features), dim=1)), None
-        else:
-            backbone_input, stem_features = image, self.maps_transform(coord_features)
+        fused = self.fuse_clicks(image, points)
         outputs = self.feedback_backbone_forward(
-            backbone_input, stem_features, coord_features, prev_mask, new_points, gate, soft_window
+            fused.backbone_input, fused.stem_features, fused.coord_features, fused.prev_mask, new_points, gate, soft_window
         )
-        size = image.shape[2:]
-        for key, align_corners in (
-            ("instances", True),
-            ("instances_aux", True),
-            ("updated_feedback1", self.feedback1_align_corners),
-            ("updated_feedback2", True),
-        ):
-            if key in outputs:
-                outputs[key] = F.interpolate(outputs[key], size=size, mode="bilinear", align_corners=align_corners)
-        outputs["coord_features"] = coord_features
+        outputs = self.resize_outputs(outputs, fused.image.shape[2:])
+        outputs["coord_features"] = fused.coord_features
         return outputs
 
     def feedback_backbone_forward(

@@ -36,8 +36,6 @@ class FCFIHRNetModel(FeedbackModelMixin, HRNetModel):
     expansion_ratio=0.3`` (spec §3.1). Requires ``with_prev_mask=True``: the previous mask is the feedback.
     """
 
-    feedback1_align_corners = True
-
     def __init__(
         self,
         width: int = 48,
