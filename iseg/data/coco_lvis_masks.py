@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from iseg.interaction.metrics import iou_counts
+
 Box = tuple[int, int, int, int]  # (row_min, row_max, col_min, col_max), inclusive
 
 DUPLICATE_BOX_IOU = 0.7
@@ -53,8 +55,9 @@ def box_iou(box_a: Box, box_b: Box) -> float:
 
 
 def mask_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
-    union = np.count_nonzero(mask_a | mask_b)
-    return np.count_nonzero(mask_a & mask_b) / union if union else 0.0
+    """IoU of two boolean masks (the protocol's counts); two empty masks are not duplicates (0.0)."""
+    intersection, union = iou_counts(mask_a, mask_b)
+    return intersection / union if union else 0.0
 
 
 def _duplicates(mask_a: np.ndarray, box_a: Box, mask_b: np.ndarray, box_b: Box, mask_threshold: float) -> bool:
