@@ -113,3 +113,44 @@ class SigmoidBinaryCrossEntropyLoss(nn.Module):
             loss = F.relu(pred) - pred * label + F.softplus(-torch.abs(pred))
         loss = self.weight * (loss * valid)
         return loss.mean(dim=(1, 2, 3))
+
+
+class LossTerm(nn.Module):
+    """One named term of a method's loss table: ``weight`` x the batch mean of ``loss(outputs[output], gt)``.
+
+    A method's LightningModule receives a mapping name -> LossTerm and adds the weighted terms in
+    order (a zero weight skips the term); the logs show each unweighted mean as ``loss_<name>``.
+    """
+
+    def __init__(self, loss: nn.Module, output: str = "instances", weight: float = 1.0):
+        super().__init__()
+        self.loss = loss
+        self.output = output
+        self.weight = float(weight)
+
+    def prediction(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.output not in outputs:
+            raise KeyError(
+                f"loss term on output '{self.output}': the network returned only {sorted(outputs)}; "
+                "remove the term (set it to null) or change its output"
+            )
+        return outputs[self.output]
+
+    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.prediction(outputs), gt).mean()
+
+
+class WindowedLossTerm(LossTerm):
+    """A term counted only inside a window the network outputs (FCFI's ``valid_masks`` around the
+    newest click), the window resized to the labels with nearest neighbours (it counts where it is
+    exactly 1.0). ``loss`` takes (prediction, gt, window), e.g. :class:`MaskedNormalizedFocalLoss`."""
+
+    def __init__(self, loss: nn.Module, output: str, window: str = "valid_masks", weight: float = 1.0):
+        super().__init__(loss, output, weight)
+        self.window = window
+
+    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> torch.Tensor:
+        if self.window not in outputs:
+            raise KeyError(f"loss term on output '{self.output}' needs the window '{self.window}', not in {sorted(outputs)}")
+        window = F.interpolate(outputs[self.window], size=gt.shape[-2:], mode="nearest")
+        return self.loss(self.prediction(outputs), gt, window).mean()

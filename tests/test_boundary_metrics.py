@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from iseg.evaluation.protocol import evaluate_sample, summarize_samples
+from iseg.evaluation.protocol import summarize_samples
 from iseg.interaction.boundary_metrics import (
     BoundaryMetrics,
     assd,
@@ -19,6 +19,7 @@ from iseg.interaction.boundary_metrics import (
     summarize_boundary,
 )
 from iseg.interaction.clicks import Click
+from tests.protocol_helpers import evaluate_pairs, evaluate_with
 
 # 100 x 100 image: diagonal 141.4, band width round(2.83) = 3 px
 SHAPE = (100, 100)
@@ -132,9 +133,9 @@ def test_protocol_records_boundary_metrics_and_summarizes_them() -> None:
     def predict(clicks: list[Click]) -> np.ndarray:
         return masks[len(clicks) - 1].astype(np.float32)
 
-    plain = evaluate_sample(predict, gt, max_clicks=2, target_iou=1.01)
+    plain = evaluate_with(predict, gt, max_clicks=2, target_iou=1.01)
     assert plain.bious is None and plain.assds is None
-    result = evaluate_sample(predict, gt, max_clicks=2, target_iou=1.01, boundary_metrics=True)
+    result = evaluate_with(predict, gt, max_clicks=2, target_iou=1.01, boundary_metrics=True)
     np.testing.assert_array_equal(result.bious, np.float32([0.5, 1.0]))
     np.testing.assert_array_equal(result.assds, np.float32([1.0, 0.0]))
     assert result.bious.dtype == np.float32

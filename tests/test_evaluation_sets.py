@@ -26,8 +26,8 @@ from iseg.data.eval import (
     build_evaluation_dataset,
 )
 from iseg.data.eval import instance_cache
-from iseg.evaluation.protocol import evaluate_dataset
 from tests.conftest import require_shared_dataset
+from tests.protocol_helpers import evaluate_pairs, evaluate_with
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -458,5 +458,5 @@ def test_pairs_feed_the_protocol(tmp_path: Path) -> None:
         truth = next(s.gt for s in ds if np.array_equal(s.image, image))
         return lambda clicks: (truth == 1).astype(np.float32)
 
-    result = evaluate_dataset(ds.pairs(), make_predict)
+    result = evaluate_pairs(ds.pairs(), make_predict)
     assert len(result.samples) == 2 and all(s.ious.tolist() == [1.0] for s in result.samples)

@@ -13,9 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from iseg.evaluation.protocol import evaluate_sample
+from iseg.evaluation.protocol import ProtocolConfig, evaluate_sample
+from iseg.inference.flip import Flip
 from iseg.inference.predictor import Predictor
+from iseg.inference.zoom_in import ZoomIn
 from iseg.interaction.clicks import Click, points_to_clicks
+from iseg.models.fcfi.inputs import FCFIInputs
+from iseg.models.inputs import ClickInputs
 from tests.golden import fill_rule_state_dict, load_spec, official_config
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "golden" / "protocol" / "ritm_hrnet18s_nobrs_grabcut"
@@ -58,7 +62,7 @@ def test_nobrs_pipeline_matches_reference(setting: str, golden, tmp_path: Path, 
     meta, arrays = golden
     assert meta["predictor"]["zoom_in"]["target_size"] == 400 and meta["predictor"]["with_flip"]
     predictor = Predictor.from_checkpoint(
-        str(_checkpoint(setting, tmp_path)), zoom_in={"target_size": 400}, with_flip=True, pred_thr=0.49
+        str(_checkpoint(setting, tmp_path)), views={"zoom_in": ZoomIn(target_size=400), "flip": Flip()}, pred_thr=0.49
     )
     for ref in meta["settings"][setting]:
         name = ref["image"]
@@ -67,13 +71,14 @@ def test_nobrs_pipeline_matches_reference(setting: str, golden, tmp_path: Path, 
         predictor.set_image(image)
         maps, rois = [], []
 
-        def predict(clicks: list[Click]) -> np.ndarray:
-            probs = predictor.add_click(clicks[-1])
+        def record(prompt: Click) -> np.ndarray:
+            probs = Predictor.add(predictor, prompt)
             maps.append(probs)
-            rois.append(None if predictor.roi is None else list(predictor.roi))
+            rois.append(None if roi(predictor) is None else list(roi(predictor)))
             return probs
 
-        result = evaluate_sample(predict, gt, max_clicks=6, target_iou=1.01)
+        predictor.add = record  # record every map and ROI of the protocol's calls
+        result = evaluate_sample(predictor, gt, ProtocolConfig(max_clicks=6, target_iou=1.01))
         assert [[c.y, c.x, int(c.is_positive)] for c in result.clicks] == ref["clicks"], name
         np.testing.assert_allclose(result.ious, ref["ious"], atol=1e-3, err_msg=name)
         mean_prob = [float(m.astype(np.float64).mean()) for m in maps]
@@ -100,13 +105,17 @@ class DiskNet(nn.Module):
 
     with_prev_mask = True
 
+    def default_inputs(self) -> ClickInputs:
+        return ClickInputs(prev_mask=self.with_prev_mask)
+
     def __init__(self, radius: float = 6.0, ramp: float = 0.0):
         super().__init__()
         self.radius, self.ramp = radius, ramp
         self.weight = nn.Parameter(torch.tensor(2.0))
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def forward(self, x: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = image
         self.calls.append((x.clone(), points.clone()))
         batch, _, height, width = x.shape
         rows = torch.arange(height, device=x.device, dtype=x.dtype).view(1, 1, height, 1)
@@ -123,22 +132,34 @@ class DiskNet(nn.Module):
         return {"instances": logits + ramp}
 
 
+def make(net: nn.Module, flip: bool = False, zoom: dict | None = None, **kwargs) -> Predictor:
+    """A predictor with RITM's view order: zoom-in (when given its parameters), then flip."""
+    views = {"zoom_in": ZoomIn(**zoom) if zoom is not None else None, "flip": Flip() if flip else None}
+    return Predictor(net, views=views, **kwargs)
+
+
+def roi(predictor: Predictor):
+    """The zoom-in ROI in effect, None without zoom-in or before the first crop."""
+    zoom = predictor.views.get("zoom_in")
+    return zoom.roi if zoom is not None else None
+
+
 def _image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def test_flip_averages_logits_and_mirrors_click_columns() -> None:
     image, clicks = _image(), [Click(20, 10, True), Click(30, 50, False), Click(22, 12, True)]
-    plain = Predictor(DiskNet(), with_flip=False)
-    flipped = Predictor(DiskNet(), with_flip=True)
-    ramped = Predictor(DiskNet(ramp=5.0), with_flip=True)
+    plain = make(DiskNet(), flip=False)
+    flipped = make(DiskNet(), flip=True)
+    ramped = make(DiskNet(ramp=5.0), flip=True)
     for predictor in (plain, flipped, ramped):
         predictor.set_image(image)
     for click in clicks:
-        expected = plain.add_click(click)
-        np.testing.assert_allclose(flipped.add_click(click), expected, atol=1e-6)
+        expected = plain.add(click)
+        np.testing.assert_allclose(flipped.add(click), expected, atol=1e-6)
         # the slope cancels only if logits (not probabilities) of x and mirror(x) are averaged
-        np.testing.assert_allclose(ramped.add_click(click), expected, atol=1e-6)
+        np.testing.assert_allclose(ramped.add(click), expected, atol=1e-6)
     x, points = flipped.net.calls[-1]
     assert x.shape == (2, 4, 48, 64) and torch.equal(x[1], torch.flip(x[0], dims=[2]))
     original, mirrored = points_to_clicks(points)
@@ -146,22 +167,22 @@ def test_flip_averages_logits_and_mirrors_click_columns() -> None:
 
 
 def test_previous_probabilities_are_fed_back() -> None:
-    predictor = Predictor(DiskNet())
+    predictor = make(DiskNet())
     predictor.set_image(_image())
-    first = predictor.add_click(Click(20, 10, True))
-    predictor.add_click(Click(30, 50, False))
+    first = predictor.add(Click(20, 10, True))
+    predictor.add(Click(30, 50, False))
     x0, x1 = predictor.net.calls[0][0], predictor.net.calls[1][0]
     assert x0.shape == (1, 4, 48, 64) and torch.count_nonzero(x0[0, 3]) == 0
     np.testing.assert_array_equal(x1[0, 3].numpy(), first)
 
 
 def test_zoom_in_runs_the_network_on_the_crop_and_zeroes_outside() -> None:
-    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor = make(DiskNet(radius=3.0), zoom={"target_size": 64, "min_crop_size": 8})
     predictor.set_image(_image(96, 128))
-    predictor.add_click(Click(40, 60, True))
-    assert predictor.roi is None and predictor.net.calls[-1][0].shape == (1, 4, 96, 128)
-    probs = predictor.add_click(Click(42, 62, True))
-    rmin, rmax, cmin, cmax = predictor.roi
+    predictor.add(Click(40, 60, True))
+    assert roi(predictor) is None and predictor.net.calls[-1][0].shape == (1, 4, 96, 128)
+    probs = predictor.add(Click(42, 62, True))
+    rmin, rmax, cmin, cmax = roi(predictor)
     assert (rmax - rmin + 1, cmax - cmin + 1) != (96, 128)
     assert max(predictor.net.calls[-1][0].shape[2:]) == 64
     outside = probs.copy()
@@ -170,60 +191,60 @@ def test_zoom_in_runs_the_network_on_the_crop_and_zeroes_outside() -> None:
 
 
 def test_small_first_object_is_predicted_again_with_a_crop_when_skip_clicks_is_zero() -> None:
-    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8, "skip_clicks": 0})
+    predictor = make(DiskNet(radius=3.0), zoom={"target_size": 64, "min_crop_size": 8, "skip_clicks": 0})
     predictor.set_image(_image(96, 128))
-    predictor.add_click(Click(40, 60, True))
+    predictor.add(Click(40, 60, True))
     assert len(predictor.net.calls) == 2  # full image, then the crop around that prediction
     assert predictor.net.calls[0][0].shape[2:] == (96, 128) and max(predictor.net.calls[1][0].shape[2:]) == 64
-    assert predictor.roi is not None
+    assert roi(predictor) is not None
 
 
 def test_undo_and_reset_restore_the_state() -> None:
-    predictor = Predictor(DiskNet(radius=3.0), with_flip=True, zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor = make(DiskNet(radius=3.0), flip=True, zoom={"target_size": 64, "min_crop_size": 8})
     predictor.set_image(_image(96, 128))
     clicks = [Click(40, 60, True), Click(42, 62, True), Click(10, 10, True), Click(41, 61, False)]
     after, rois = [], []
     for click in clicks:
-        after.append(predictor.add_click(click).copy())
-        rois.append(predictor.roi)
+        after.append(predictor.add(click).copy())
+        rois.append(roi(predictor))
     assert rois[2] != rois[1]  # the far positive click moved the ROI, so undo has something to restore
     predictor.undo()
     predictor.undo()
-    assert predictor.clicks == clicks[:2] and predictor.roi == rois[1]
+    assert predictor.prompts == clicks[:2] and roi(predictor) == rois[1]
     np.testing.assert_array_equal(predictor.probs, after[1])
     for k in (2, 3):  # replaying gives the same maps as the first time: the state was restored exactly
-        np.testing.assert_array_equal(predictor.add_click(clicks[k]), after[k])
+        np.testing.assert_array_equal(predictor.add(clicks[k]), after[k])
     predictor.reset()
-    assert predictor.clicks == [] and predictor.roi is None and not predictor.probs.any()
-    np.testing.assert_array_equal(predictor.add_click(clicks[0]), after[0])
+    assert predictor.prompts == [] and roi(predictor) is None and not predictor.probs.any()
+    np.testing.assert_array_equal(predictor.add(clicks[0]), after[0])
     np.testing.assert_array_equal(predictor.undo(), np.zeros((96, 128), np.float32))
-    assert predictor.roi is None and predictor.undo().shape == (96, 128)  # undo with no clicks is a no-op
+    assert roi(predictor) is None and predictor.undo().shape == (96, 128)  # undo with no clicks is a no-op
 
 
 def test_set_image_clears_clicks_and_zoom_state() -> None:
-    predictor = Predictor(DiskNet(radius=3.0), zoom_in={"target_size": 64, "min_crop_size": 8})
+    predictor = make(DiskNet(radius=3.0), zoom={"target_size": 64, "min_crop_size": 8})
     predictor.set_image(_image(96, 128))
-    first = predictor.add_click(Click(40, 60, True)).copy()
-    predictor.add_click(Click(42, 62, True))
+    first = predictor.add(Click(40, 60, True)).copy()
+    predictor.add(Click(42, 62, True))
     predictor.set_image(_image(96, 128))
-    assert predictor.clicks == [] and predictor.roi is None
-    np.testing.assert_array_equal(predictor.add_click(Click(40, 60, True)), first)
+    assert predictor.prompts == [] and roi(predictor) is None
+    np.testing.assert_array_equal(predictor.add(Click(40, 60, True)), first)
 
 
 def test_returned_map_cannot_corrupt_the_feedback() -> None:
-    predictor = Predictor(DiskNet())
+    predictor = make(DiskNet())
     predictor.set_image(_image())
-    probs = predictor.add_click(Click(20, 10, True))
+    probs = predictor.add(Click(20, 10, True))
     with pytest.raises(ValueError, match="read-only"):
         probs[0, 0] = 1.0
 
 
 def test_net_clicks_limit_keeps_the_first_clicks_in_click_order() -> None:
-    predictor = Predictor(DiskNet(), net_clicks_limit=4)
+    predictor = Predictor(DiskNet(), inputs=ClickInputs(net_clicks_limit=4))
     predictor.set_image(_image())
     clicks = [Click(5, 5 + k, True) for k in range(3)] + [Click(40, 5 + k, False) for k in range(3)]
     for click in clicks:
-        predictor.add_click(click)
+        predictor.add(click)
     points = predictor.net.calls[-1][1]
     # reference: N = min(limit, max(#pos, #neg)) = 3 rows per polarity; only clicks 0..3 are fed
     assert points.shape == (1, 6, 3)
@@ -234,10 +255,10 @@ def test_without_prev_mask_the_network_gets_rgb_only() -> None:
     net = DiskNet()
     net.with_prev_mask = False
     seen = []
-    net.forward = lambda x, points: seen.append(x.shape) or {"instances": x[:, :1]}  # type: ignore[method-assign]
-    predictor = Predictor(net)
+    net.forward = lambda image, points: seen.append(image.shape) or {"instances": image[:, :1]}  # type: ignore[method-assign]
+    predictor = make(net)
     predictor.set_image(_image())
-    probs = predictor.add_click(Click(1, 1, True))
+    probs = predictor.add(Click(1, 1, True))
     assert seen == [(1, 3, 48, 64)] and probs.shape == (48, 64) and probs.dtype == np.float32
 
 
@@ -252,24 +273,24 @@ def test_without_prev_mask_the_network_gets_rgb_only() -> None:
     ],
 )
 def test_click_outside_the_image_is_rejected(click: Click) -> None:
-    predictor = Predictor(DiskNet())
+    predictor = make(DiskNet())
     predictor.set_image(_image())
-    with pytest.raises(ValueError, match=rf"click \(y={click.y}, x={click.x}\) lies outside the 48x64 image"):
-        predictor.add_click(click)
-    assert predictor.clicks == []
+    with pytest.raises(ValueError, match=rf"point \(y={click.y}, x={click.x}\) lies outside the 48x64 image"):
+        predictor.add(click)
+    assert predictor.prompts == []
 
 
 def test_bad_inputs_name_the_value() -> None:
-    predictor = Predictor(DiskNet())
+    predictor = make(DiskNet())
     with pytest.raises(RuntimeError, match="set_image"):
-        predictor.add_click(Click(1, 1, True))
+        predictor.add(Click(1, 1, True))
     with pytest.raises(ValueError, match=r"uint8 RGB.*float32 \(4, 4, 3\)"):
         predictor.set_image(np.zeros((4, 4, 3), np.float32))
     predictor.set_image(_image())
-    with pytest.raises(TypeError, match=r"expected a Click, got tuple"):
-        predictor.add_click((1, 1, True))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"expected a prompt \(Click, Scribble or Box\), got tuple"):
+        predictor.add((1, 1, True))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="net_clicks_limit"):
-        Predictor(DiskNet(), net_clicks_limit=0)
+        Predictor(DiskNet(), inputs=ClickInputs(net_clicks_limit=0))
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -277,12 +298,12 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_device_argument_is_honoured(device: str) -> None:
-    predictor = Predictor(DiskNet(), device=device, with_flip=True, zoom_in={"target_size": 32, "min_crop_size": 8})
+    predictor = make(DiskNet(), device=device, flip=True, zoom={"target_size": 32, "min_crop_size": 8})
     assert predictor.device == torch.device(device)
     assert predictor.net.weight.device.type == device
     predictor.set_image(torch.from_numpy(_image()).permute(2, 0, 1).float() / 255)  # tensors are accepted too
-    predictor.add_click(Click(20, 10, True))
-    probs = predictor.add_click(Click(21, 11, True))
+    predictor.add(Click(20, 10, True))
+    probs = predictor.add(Click(21, 11, True))
     assert isinstance(probs, np.ndarray) and probs.shape == (48, 64)
     for x, points in predictor.net.calls:
         assert x.device.type == device and points.device.type == device
@@ -296,14 +317,17 @@ class FeedbackNet(DiskNet):
     every call's (input, points, new_points, gate). ``with_prev_mask`` is False on purpose: a
     feedback network gets the previous probabilities whatever that flag says."""
 
-    takes_feedback = True
     with_prev_mask = False
+
+    def default_inputs(self) -> FCFIInputs:
+        return FCFIInputs()
 
     def __init__(self, radius: float = 6.0, ramp: float = 0.0):
         super().__init__(radius, ramp)
         self.feedback_calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = []
 
-    def forward(self, x, points, new_points, gate, is_training=None):  # noqa: ANN001, ANN201 (the contract)
+    def forward(self, image, points, new_points, gate, is_training=None):  # noqa: ANN001, ANN201 (the contract)
+        x = image
         self.feedback_calls.append((x.clone(), points.clone(), new_points.clone(), gate))
         logits = super().forward(x, points)["instances"]
         rows = torch.arange(x.shape[2], dtype=x.dtype).view(1, 1, -1, 1)
@@ -324,10 +348,10 @@ def _newest_rows(points: torch.Tensor) -> torch.Tensor:
 
 
 def test_feedback_net_gets_prev_probabilities_newest_click_and_gate() -> None:
-    predictor = Predictor(FeedbackNet())
+    predictor = make(FeedbackNet())
     predictor.set_image(_image())
     clicks = [Click(20, 10, True), Click(30, 50, False), Click(22, 12, True)]
-    maps = [predictor.add_click(click).copy() for click in clicks]
+    maps = [predictor.add(click).copy() for click in clicks]
     calls = predictor.net.feedback_calls
     assert [gate for *_, gate in calls] == [0.0, 1.0, 1.0]  # FCFI: gate 0 on the first click only
     assert all(isinstance(gate, float) for *_, gate in calls)
@@ -338,20 +362,20 @@ def test_feedback_net_gets_prev_probabilities_newest_click_and_gate() -> None:
         previous = np.zeros((48, 64), np.float32) if k == 0 else maps[k - 1]
         np.testing.assert_array_equal(x[0, 3].numpy(), previous)
     # against the same logits without the gated bump: equal at gate 0, raised at the newest click after
-    plain = Predictor(DiskNet())
+    plain = make(DiskNet())
     plain.set_image(_image())
-    plain_maps = [plain.add_click(click).copy() for click in clicks[:2]]
+    plain_maps = [plain.add(click).copy() for click in clicks[:2]]
     np.testing.assert_array_equal(maps[0], plain_maps[0])
     assert maps[1][30, 50] > plain_maps[1][30, 50] and maps[1][0, 0] == plain_maps[1][0, 0]
 
 
 def test_feedback_new_points_follow_zoom_in_and_flip_and_are_truncated() -> None:
-    predictor = Predictor(FeedbackNet(radius=3.0), with_flip=True, zoom_in={"target_size": 70, "min_crop_size": 8})
+    predictor = make(FeedbackNet(radius=3.0), flip=True, zoom={"target_size": 70, "min_crop_size": 8})
     predictor.set_image(_image(96, 128))
     for click in (Click(40, 60, True), Click(43, 65, True), Click(47, 52, False)):
-        predictor.add_click(click)
+        predictor.add(click)
     x, points, new_points, gate = predictor.net.feedback_calls[-1]
-    assert predictor.roi is not None and max(x.shape[2:]) == 70 and gate == 1.0
+    assert roi(predictor) is not None and max(x.shape[2:]) == 70 and gate == 1.0
     rows = _newest_rows(points)  # float click rows after zoom-in; the second batch item is mirrored
     assert not torch.equal(rows[:, :2], rows[:, :2].floor()), "expected fractional coordinates after zoom-in"
     assert torch.equal(new_points[:, 0], rows.float().long())
@@ -362,13 +386,13 @@ def test_feedback_new_points_follow_zoom_in_and_flip_and_are_truncated() -> None
 
 def test_feedback_undo_and_reset_replay_exactly() -> None:
     def run(clicks: list[Click], undo_after: int | None = None, replacement: Click | None = None):
-        predictor = Predictor(FeedbackNet(radius=3.0), with_flip=True, zoom_in={"target_size": 64, "min_crop_size": 8})
+        predictor = make(FeedbackNet(radius=3.0), flip=True, zoom={"target_size": 64, "min_crop_size": 8})
         predictor.set_image(_image(96, 128))
-        maps = [predictor.add_click(c).copy() for c in clicks]
+        maps = [predictor.add(c).copy() for c in clicks]
         if undo_after is not None:
             for _ in range(len(clicks) - undo_after):
                 predictor.undo()
-            maps.append(predictor.add_click(replacement).copy())
+            maps.append(predictor.add(replacement).copy())
         return predictor, maps
 
     clicks = [Click(40, 60, True), Click(42, 62, True), Click(10, 10, True)]
@@ -379,21 +403,23 @@ def test_feedback_undo_and_reset_replay_exactly() -> None:
     last, fresh_last = undone.net.feedback_calls[-1], fresh.net.feedback_calls[-1]
     assert torch.equal(last[2], fresh_last[2]) and last[3] == fresh_last[3] == 1.0
     undone.reset()
-    undone.add_click(clicks[0])
+    undone.add(clicks[0])
     assert undone.net.feedback_calls[-1][3] == 0.0  # a new interaction starts with gate 0
     np.testing.assert_array_equal(undone.probs, maps[0])
 
 
 def test_newest_clicks_truncate_after_float32_rounding() -> None:
-    from iseg.inference.feedback import feedback_gate, newest_clicks
+    from iseg.interaction.encoders import NewestClickEncoder
+    from iseg.models.fcfi.inputs import feedback_gate
 
-    points = newest_clicks([[Click(1, 1, True), Click(9.999999999, 3.7, False)], [Click(0.2, 5.99, True)]])
+    newest = NewestClickEncoder()
+    points = newest([[Click(1, 1, True), Click(9.999999999, 3.7, False)], [Click(0.2, 5.99, True)]], "cpu")["new_points"]
     assert points.tolist() == [[[10, 3, 0]], [[0, 5, 1]]]  # 9.999999999 is 10.0 in float32, as in the reference
-    assert feedback_gate(1) == 0.0 and feedback_gate(2) == feedback_gate(20) == 1.0
+    assert feedback_gate(0) == 0.0 and feedback_gate(1) == feedback_gate(19) == 1.0
+    with pytest.raises(ValueError, match="step"):
+        feedback_gate(-1)
     with pytest.raises(ValueError, match="at least one click"):
-        feedback_gate(0)
-    with pytest.raises(ValueError, match="at least one click"):
-        newest_clicks([[]])
+        newest([[]], "cpu")
 
 
 @pytest.mark.slow
@@ -412,17 +438,19 @@ def test_fcfi_predictor_builds_the_reference_network_inputs(tmp_path: Path, one_
     golden_prev = torch.from_numpy(io["prev_mask"])
     seen, logits = [], []
 
-    def golden_feedback_on_later_clicks(module, args):  # noqa: ANN001, ANN202 (a torch hook)
-        x, points, new_points, gate = args
+    def golden_feedback_on_later_clicks(module, args, kwargs):  # noqa: ANN001, ANN202 (a torch hook)
+        x, points, new_points, gate = (kwargs[k] for k in ("image", "points", "new_points", "gate"))
         seen.append((x[:, 3:].clone(), points.clone(), new_points.clone(), gate))
-        return (torch.cat((x[:, :3], golden_prev), dim=1) if gate else x), points, new_points, gate
+        if gate:
+            kwargs = {**kwargs, "image": torch.cat((x[:, :3], golden_prev), dim=1)}
+        return args, kwargs
 
-    net.register_forward_pre_hook(golden_feedback_on_later_clicks)
+    net.register_forward_pre_hook(golden_feedback_on_later_clicks, with_kwargs=True)
     net.register_forward_hook(lambda module, args, out: logits.append(out["instances"].detach().clone()))
-    predictor = Predictor(net, with_flip=False, zoom_in=None)
+    predictor = make(net, flip=False, zoom=None)
     predictor.set_image(torch.from_numpy(io["image"][0]))
     for y, x, positive in io["clicks"]:
-        predictor.add_click(Click(float(y), float(x), bool(positive)))
+        predictor.add(Click(float(y), float(x), bool(positive)))
     (prev0, points0, new0, gate0), (_, points1, new1, gate1) = seen[0], seen[-1]
     assert gate0 == 0.0 and gate1 == 1.0 and torch.count_nonzero(prev0) == 0
     assert torch.equal(points0, torch.from_numpy(io["points_first"]))

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from iseg.evaluation.protocol import evaluate_dataset, evaluate_sample
 from iseg.interaction.clicks import Click
 from iseg.interaction.metrics import mean_iou_curve, noc, noc_thresholds
 from tests.conftest import FIXTURES, require_shared_dataset
+from tests.protocol_helpers import evaluate_pairs, evaluate_with
 
 GOLDEN = FIXTURES / "golden" / "protocol" / "clicker_grabcut.json"
 TARGETS = {"stop_at_0.90": 0.90, "always_20": 1.01}
@@ -82,7 +82,7 @@ def grabcut_masks(golden) -> list[np.ndarray]:
 def test_ring_oracle_run_matches_reference(golden, grabcut_masks, run):
     expected = golden["runs"][run]
     start = time.perf_counter()
-    result = evaluate_dataset(
+    result = evaluate_pairs(
         [(gt, gt) for gt in grabcut_masks], RingOracle, max_clicks=20, target_iou=TARGETS[run], min_clicks=1
     )
     elapsed = time.perf_counter() - start
@@ -118,12 +118,12 @@ def test_early_stop_and_min_clicks():
     def perfect(clicks: list[Click]) -> np.ndarray:
         return (gt == 1).astype(np.float32)
 
-    assert len(evaluate_sample(perfect, gt).ious) == 1
-    result = evaluate_sample(perfect, gt, min_clicks=3)
+    assert len(evaluate_with(perfect, gt).ious) == 1
+    result = evaluate_with(perfect, gt, min_clicks=3)
     assert result.ious.tolist() == [1.0, 1.0, 1.0]
     # after a perfect mask the clicker issues negative clicks at (0, 0)
     assert [(c.y, c.x, c.is_positive) for c in result.clicks[1:]] == [(0, 0, False), (0, 0, False)]
-    assert len(evaluate_sample(perfect, gt, max_clicks=5, target_iou=1.01).ious) == 5
+    assert len(evaluate_with(perfect, gt, max_clicks=5, target_iou=1.01).ious) == 5
 
 
 def test_target_compared_in_float64():
@@ -134,17 +134,17 @@ def test_target_compared_in_float64():
     pred[0, 0] = 0
     value32 = float(np.float32(8 / 9))
     assert value32 > 8 / 9  # so a float32 comparison would stop, a float64 one must not
-    result = evaluate_sample(lambda clicks: pred, gt, max_clicks=3, target_iou=value32)
+    result = evaluate_with(lambda clicks: pred, gt, max_clicks=3, target_iou=value32)
     assert len(result.ious) == 3 and result.ious[0] == np.float32(8 / 9)
-    assert len(evaluate_sample(lambda clicks: pred, gt, max_clicks=3, target_iou=8 / 9).ious) == 1
+    assert len(evaluate_with(lambda clicks: pred, gt, max_clicks=3, target_iou=8 / 9).ious) == 1
 
 
 def test_predictor_shape_is_checked():
     gt = np.ones((4, 5), dtype=np.int8)
     with pytest.raises(ValueError, match=r"predict returned shape \(5, 4\)"):
-        evaluate_sample(lambda clicks: np.zeros((5, 4)), gt)
+        evaluate_with(lambda clicks: np.zeros((5, 4)), gt)
     with pytest.raises(ValueError, match="max_clicks"):
-        evaluate_sample(lambda clicks: np.zeros((4, 5)), gt, max_clicks=0)
+        evaluate_with(lambda clicks: np.zeros((4, 5)), gt, max_clicks=0)
 
 
 def test_boundary_metrics_follow_the_clicks_and_leave_them_unchanged():
@@ -156,8 +156,8 @@ def test_boundary_metrics_follow_the_clicks_and_leave_them_unchanged():
     gts = [gt, np.where(gt == -1, 0, gt).astype(np.int8)]
     samples = [(mask, mask) for mask in gts]  # the oracle is built from the "image", here its GT
     kwargs = {"max_clicks": 6, "target_iou": 0.9}
-    plain = evaluate_dataset(samples, RingOracle, **kwargs)
-    boundary = evaluate_dataset(samples, RingOracle, boundary_metrics=True, **kwargs)
+    plain = evaluate_pairs(samples, RingOracle, **kwargs)
+    boundary = evaluate_pairs(samples, RingOracle, boundary_metrics=True, **kwargs)
     for a, b in zip(plain.samples, boundary.samples):
         assert a.clicks == b.clicks and np.array_equal(a.ious, b.ious) and a.bious is None
         assert len(b.bious) == len(b.assds) == len(b.ious) and b.bious.dtype == np.float32

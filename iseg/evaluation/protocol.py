@@ -1,28 +1,92 @@
-"""The NoC evaluation protocol: simulated clicks, per-click IoU, early stop, dataset summary.
+"""The interactive evaluation protocol: one loop for evaluate.py, validation and the benchmarks.
 
-One sample: for k = 1..max_clicks the clicker adds a click from the previous binary mask (all
-false before the first click), the predictor returns probabilities, the mask is ``probs > pred_thr``
-and its IoU is recorded; the loop stops after click k when IoU >= ``target_iou`` (in float64) and
+One sample: for k = 1..max_clicks the robot adds a prompt from the previous binary mask (all false
+before the first one), the predictor returns probabilities, the mask is ``probs > pred_thr`` and its
+IoU is recorded; the loop stops after prompt k when IoU >= ``target_iou`` (in float64) and
 k >= ``min_clicks``. ``target_iou`` 1.01 never stops (FCFI's fixed 20 clicks). With
 ``boundary_metrics`` the boundary IoU and ASSD of each mask are recorded too (FCFI's mBIoU@k and
 ASSD@k, :mod:`iseg.interaction.boundary_metrics`).
+
+The settings are one object, :class:`ProtocolConfig` (its defaults are RITM's protocol; the
+configs under conf/ only change them). :func:`run_protocol` runs a sequence of samples, sharded over
+the ranks of a process group and gathered back in sample order, so any number of processes gives
+the per-sample results of one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from iseg.evaluation.distributed import gather_objects, shard_for_rank
 from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO, BoundaryMetrics, summarize_boundary
-from iseg.interaction.clicks import Click
 from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize
-from iseg.interaction.next_click import Clicker
+from iseg.interaction.prompts import Prompt
+from iseg.interaction.robots import ClickRobot, Robot
 
-Predict = Callable[[list[Click]], np.ndarray]
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Settings of the protocol loop; ``thresholds`` None means the reference's for ``target_iou``."""
+
+    max_clicks: int = 20
+    target_iou: float = 0.90
+    min_clicks: int = 1
+    pred_thr: float = 0.49
+    boundary_metrics: bool = False
+    dilation_ratio: float = DEFAULT_DILATION_RATIO
+    thresholds: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_clicks < 1:
+            raise ValueError(f"max_clicks must be >= 1, got {self.max_clicks}")
+        if self.min_clicks < 1:
+            raise ValueError(f"min_clicks must be >= 1, got {self.min_clicks}")
+        if self.thresholds is not None:
+            object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+    @property
+    def noc_thresholds(self) -> list[float]:
+        return list(self.thresholds) if self.thresholds is not None else noc_thresholds(self.target_iou)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for reports and loggers."""
+        return {
+            "max_clicks": self.max_clicks,
+            "target_iou": self.target_iou,
+            "min_clicks": self.min_clicks,
+            "pred_thr": self.pred_thr,
+            "boundary_metrics": bool(self.boundary_metrics),
+            "dilation_ratio": self.dilation_ratio,
+            "thresholds": self.noc_thresholds,
+        }
+
+
+class Interactive(Protocol):
+    """What the loop needs of a predictor: ``set_image`` per sample, ``add`` per prompt."""
+
+    def set_image(self, image: Any) -> None: ...
+
+    def add(self, prompt: Prompt) -> np.ndarray: ...
+
+
+class ProtocolSample(Protocol):
+    name: str
+    image: Any
+    gt: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A plain protocol sample (evaluation sets give their own objects with the same fields)."""
+
+    name: str
+    image: Any
+    gt: np.ndarray
 
 
 @dataclass
@@ -56,37 +120,31 @@ class DatasetResult:
 
 
 def evaluate_sample(
-    predict: Predict,
+    predictor: Interactive,
     gt: np.ndarray,
-    max_clicks: int = 20,
-    target_iou: float = 0.90,
-    min_clicks: int = 1,
-    pred_thr: float = 0.49,
-    boundary_metrics: bool = False,
-    dilation_ratio: float = DEFAULT_DILATION_RATIO,
+    settings: ProtocolConfig | None = None,
+    robot: Robot | None = None,
 ) -> SampleResult:
-    """Run the protocol on one sample; ``predict(clicks)`` gets all clicks so far, returns (H, W) probs.
+    """Run the protocol on one sample whose image the predictor has already (``set_image``).
 
-    The predictor is stateful across the calls of one sample (previous mask, zoom-in ROI); a new
-    one is needed per sample. ``boundary_metrics`` adds boundary IoU (band width ``dilation_ratio``
-    of the image diagonal) and ASSD per click.
+    The predictor is stateful across the prompts of one sample (previous mask, zoom-in ROI).
+    ``robot`` defaults to :class:`~iseg.interaction.robots.ClickRobot`.
     """
-    if max_clicks < 1:
-        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-    clicker = Clicker(gt)
+    settings = settings or ProtocolConfig()
+    robot = robot if robot is not None else ClickRobot()
+    robot.start(gt)
     gt = np.asarray(gt)
-    boundary = BoundaryMetrics(gt, dilation_ratio) if boundary_metrics else None
-    pred_mask = np.zeros(clicker.shape, dtype=bool)
+    boundary = BoundaryMetrics(gt, settings.dilation_ratio) if settings.boundary_metrics else None
+    pred_mask = np.zeros(gt.shape, dtype=bool)
     ious: list[float] = []
     counts: list[tuple[int, int]] = []
     bious: list[float] = []
     assds: list[float] = []
-    for k in range(1, max_clicks + 1):
-        clicker.make_next_click(pred_mask)
-        probs = np.asarray(predict(list(clicker.clicks)))
-        if probs.shape != clicker.shape:
-            raise ValueError(f"predict returned shape {probs.shape}, expected the gt shape {clicker.shape}")
-        pred_mask = probs > pred_thr
+    for k in range(1, settings.max_clicks + 1):
+        probs = np.asarray(predictor.add(robot.next(pred_mask)))
+        if probs.shape != gt.shape:
+            raise ValueError(f"predict returned shape {probs.shape}, expected the gt shape {gt.shape}")
+        pred_mask = probs > settings.pred_thr
         intersection, union = iou_counts(pred_mask, gt)
         value = iou_from_counts(intersection, union)
         ious.append(value)
@@ -94,9 +152,9 @@ def evaluate_sample(
         if boundary is not None:
             bious.append(boundary.boundary_iou(pred_mask))
             assds.append(boundary.assd(pred_mask))
-        if value >= target_iou and k >= min_clicks:
+        if value >= settings.target_iou and k >= settings.min_clicks:
             break
-    result = SampleResult(list(clicker.clicks), np.array(ious, dtype=np.float32), np.array(counts, dtype=np.int64))
+    result = SampleResult(robot.history, np.array(ious, dtype=np.float32), np.array(counts, dtype=np.int64))
     if boundary is not None:
         result.bious, result.assds = np.array(bious, dtype=np.float32), np.array(assds, dtype=np.float32)
     return result
@@ -115,31 +173,79 @@ def summarize_samples(
     return summary
 
 
-def evaluate_dataset(
-    samples: Iterable[tuple[Any, np.ndarray]],
-    make_predict: Callable[[Any], Predict],
-    max_clicks: int = 20,
-    target_iou: float = 0.90,
-    min_clicks: int = 1,
-    pred_thr: float = 0.49,
-    thresholds: Sequence[float] | None = None,
-    boundary_metrics: bool = False,
-    dilation_ratio: float = DEFAULT_DILATION_RATIO,
-) -> DatasetResult:
-    """Evaluate (image, gt) pairs; ``make_predict(image)`` builds a fresh predictor per sample.
+@dataclass
+class SampleRecord:
+    """One evaluated sample: its position in the sequence, its name and the protocol result."""
 
-    ``thresholds`` default to the reference's for ``target_iou`` (see :func:`noc_thresholds`).
+    index: int
+    name: str
+    result: SampleResult
+
+
+@dataclass
+class ProtocolRun:
+    """Every sample's record in sample order (all ranks) and the loop seconds summed over ranks."""
+
+    records: list[SampleRecord]
+    seconds: float
+    settings: ProtocolConfig
+
+    @property
+    def samples(self) -> list[SampleResult]:
+        return [record.result for record in self.records]
+
+    def dataset_result(self) -> DatasetResult:
+        summary = summarize_samples(self.samples, self.settings.noc_thresholds, self.settings.max_clicks)
+        return DatasetResult(self.samples, summary, self.seconds)
+
+
+OnRecord = Callable[[SampleRecord, Any, Interactive], None]
+"""Called on this rank after each sample with (record, the sample, the predictor), e.g. to keep pictures."""
+
+
+def run_protocol(
+    predictor: Interactive,
+    samples: Sequence[ProtocolSample],
+    settings: ProtocolConfig | None = None,
+    robot: Robot | None = None,
+    *,
+    num_samples: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    on_record: OnRecord | None = None,
+) -> ProtocolRun:
+    """The protocol on the first ``num_samples`` of ``samples`` (all by default), this rank's share.
+
+    ``samples[i]`` has ``name``, ``image`` and ``gt``. Under a process group every rank calls this
+    with the same arguments; the records are gathered on every rank. A failure on one rank is
+    reported on all of them (none waits for it forever).
     """
-    if thresholds is None:
-        thresholds = noc_thresholds(target_iou)
-    start = time.perf_counter()
-    results = [
-        evaluate_sample(
-            make_predict(image), gt, max_clicks, target_iou, min_clicks, pred_thr, boundary_metrics, dilation_ratio
-        )
-        for image, gt in samples
-    ]
-    seconds = time.perf_counter() - start
-    if not results:
+    settings = settings or ProtocolConfig()
+    total = len(samples) if num_samples is None else min(num_samples, len(samples))
+    if total == 0:
         raise ValueError("samples is empty: nothing to evaluate")
-    return DatasetResult(results, summarize_samples(results, thresholds, max_clicks), seconds)
+    records: list[SampleRecord] = []
+    failure: BaseException | None = None
+    start = time.perf_counter()
+    try:
+        for index in shard_for_rank(total, rank, world_size):
+            sample = samples[index]
+            predictor.set_image(sample.image)
+            record = SampleRecord(index, sample.name, evaluate_sample(predictor, sample.gt, settings, robot))
+            records.append(record)
+            if on_record is not None:
+                on_record(record, sample, predictor)
+    except Exception as error:  # reported to every rank below
+        failure = error
+    seconds = time.perf_counter() - start
+    message = None if failure is None else f"{type(failure).__name__}: {failure}"
+    shards = gather_objects([(rank, seconds, message, records)])
+    if failure is not None:
+        raise failure
+    failed = [(r, m) for r, _, m, _ in shards if m is not None]
+    if failed:
+        raise RuntimeError(f"protocol run failed on rank {failed[0][0]}: {failed[0][1]}")
+    gathered = sorted((record for *_, part in shards for record in part), key=lambda record: record.index)
+    if [record.index for record in gathered] != list(range(total)):
+        raise RuntimeError(f"gathered sample indices do not cover 0..{total - 1}")
+    return ProtocolRun(gathered, sum(s for _, s, _, _ in shards), settings)

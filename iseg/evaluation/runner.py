@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from iseg.data.eval import EvaluationSet, Exclusion, build_evaluation_dataset
-from iseg.evaluation.distributed import gather_objects, shard_for_rank
-from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample, summarize_samples
-from iseg.inference.predictor import Predictor
-from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO
-from iseg.interaction.clicks import Click
-from iseg.interaction.metrics import noc_thresholds
+from iseg.evaluation.distributed import shard_for_rank
+from iseg.evaluation.protocol import DatasetResult, Interactive, ProtocolConfig, SampleRecord, run_protocol
+from iseg.interaction.prompts import Prompt
+from iseg.interaction.robots import Robot
 from iseg.models.checkpoints import load_model
 
 log = logging.getLogger(__name__)
@@ -43,29 +41,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 if not OmegaConf.has_resolver("iseg_config_dir"):
     OmegaConf.register_new_resolver("iseg_config_dir", lambda: str(CONFIG_DIR))
 
-RITM_ZOOM_IN: dict[str, Any] = {
-    "target_size": 400,
-    "skip_clicks": 1,
-    "expansion_ratio": 1.4,
-    "min_crop_size": 200,
-    "recompute_thresh_iou": 0.5,
-    "prob_thresh": 0.5,
-}
-RITM_PREDICTOR: dict[str, Any] = {"with_flip": True, "net_clicks_limit": None, "zoom_in": RITM_ZOOM_IN}
-RITM_ZOOM_IN_PER_DATASET: dict[str, dict[str, Any]] = {"davis": {"target_size": 600}}
-FCFI_ZOOM_COLUMNS = ("hrnet18s", "resnet101")
-"""Columns of FCFI's per-dataset zoom-in table (conf/eval/predictor/fcfi.yaml ``fcfi_zoom_in``)."""
-
-
-@dataclass
-class SampleRecord:
-    """One evaluated sample: its position in the set, its name and the protocol result."""
-
-    index: int
-    name: str
-    result: SampleResult
-
-
 @dataclass
 class Example:
     """What a picture of one interaction needs (kept for a few samples on rank 0 only)."""
@@ -75,7 +50,7 @@ class Example:
     image: np.ndarray
     gt: np.ndarray
     probs: np.ndarray
-    clicks: list[Click]
+    clicks: list[Prompt]
 
 
 @dataclass
@@ -110,42 +85,40 @@ class DatasetEvaluation:
         return self.wall_seconds / max(self.result.num_clicks, 1)
 
 
+PredictorFactory = Callable[..., Interactive]
+"""``factory(net, device=...)`` -> a fresh predictor, e.g. ``functools.partial(Predictor, views=...)``
+or what Hydra builds from a ``_partial_`` predictor config."""
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | nn.Module,
     datasets: Mapping[str, EvaluationSet | str | Path],
+    predictor: PredictorFactory | Mapping[str, Any],
     *,
+    predictor_per_dataset: Mapping[str, Mapping[str, Any]] | None = None,
+    protocol: ProtocolConfig | None = None,
+    robot: Robot | None = None,
     device: str | torch.device = "cpu",
-    predictor: Mapping[str, Any] | None = None,
-    zoom_in_per_dataset: Mapping[str, Mapping[str, Any]] | None = None,
-    max_clicks: int = 20,
-    target_iou: float = 0.90,
-    min_clicks: int = 1,
-    pred_thr: float = 0.49,
-    boundary_metrics: bool = False,
-    dilation_ratio: float = DEFAULT_DILATION_RATIO,
     max_samples: int | None = None,
     num_examples: int = 0,
     channels_last: bool = True,
 ) -> list[DatasetEvaluation]:
-    """Run the NoC protocol of a checkpoint on each set; defaults are RITM's evaluation.
+    """Run the protocol of a checkpoint on each set.
 
     Args:
         checkpoint: a checkpoint file (iseg or official, see :func:`~iseg.models.checkpoints.load_model`)
             or a network.
         datasets: name -> an :class:`~iseg.data.eval.EvaluationSet`, or the root folder of the
             registered set of that name (``{'grabcut': '/data/GrabCut'}``).
+        predictor: a predictor factory, or its Hydra config (``_target_`` + ``_partial_: true``,
+            e.g. the ``predictor`` node of conf/eval/predictor/ritm.yaml).
+        predictor_per_dataset: set name -> changes merged into the predictor config for that set
+            (e.g. ``{'davis': {'views': {'zoom_in': {'target_size': 600}}}}``); needs a config predictor.
+        protocol: the loop's settings (default: :class:`ProtocolConfig`'s, RITM's protocol).
+        robot: the simulated user (default: the protocol's clicker).
         device: where the network runs.
-        predictor: keyword arguments of :class:`~iseg.inference.predictor.Predictor` (or of the
-            class named by a ``_target_`` entry) over RITM's (flip on, zoom-in 400);
-            ``{'zoom_in': None}`` turns zoom-in off.
-        zoom_in_per_dataset: name -> changes of ``predictor['zoom_in']`` for that set (default:
-            600 on DAVIS); ignored when zoom-in is off.
-        max_clicks, target_iou, min_clicks, pred_thr: the protocol (see
-            :func:`~iseg.evaluation.protocol.evaluate_sample`).
-        boundary_metrics: also record boundary IoU (band ``dilation_ratio`` of the diagonal) and
-            ASSD after every click, summarized as mBIoU@k and ASSD@k (FCFI's metrics).
         max_samples: evaluate only the first this-many samples of each set.
-        num_examples: keep image, GT, final probabilities and clicks of this many samples per
+        num_examples: keep image, GT, final probabilities and prompts of this many samples per
             set (rank 0's first ones) for pictures.
         channels_last: convert the network (in place) to channels_last memory format: the same
             clicks, faster convolutions on oneDNN and cuDNN.
@@ -157,27 +130,20 @@ def evaluate_checkpoint(
         raise ValueError("no evaluation set given")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
-    options = {**RITM_PREDICTOR, **(predictor or {})}
-    per_dataset = RITM_ZOOM_IN_PER_DATASET if zoom_in_per_dataset is None else zoom_in_per_dataset
+    if predictor_per_dataset and not isinstance(predictor, Mapping):
+        raise ValueError("predictor_per_dataset changes a predictor config: pass predictor as a mapping with _target_")
+    protocol = protocol or ProtocolConfig()
     sets = {key: _as_evaluation_set(key, value) for key, value in datasets.items()}
     net = checkpoint if isinstance(checkpoint, nn.Module) else load_model(checkpoint, map_location="cpu")
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     rank, world_size = _rank_and_world_size()
-    protocol = {
-        "max_clicks": max_clicks,
-        "target_iou": target_iou,
-        "min_clicks": min_clicks,
-        "pred_thr": pred_thr,
-        "boundary_metrics": bool(boundary_metrics),
-        "dilation_ratio": dilation_ratio,
-    }
     evaluations = []
     for key, dataset in sets.items():
-        settings = {**options, "zoom_in": _dataset_zoom_in(options.get("zoom_in"), per_dataset.get(key))}
-        model = _build_predictor(net, device, settings, pred_thr)
+        config = _dataset_predictor_config(predictor, (predictor_per_dataset or {}).get(key))
+        model = _build_predictor(config, net, device)
         evaluations.append(
-            _evaluate_set(key, dataset, model, settings, protocol, max_samples, num_examples, rank, world_size)
+            _evaluate_set(key, dataset, model, config, protocol, robot, max_samples, num_examples, rank, world_size)
         )
     return evaluations
 
@@ -190,60 +156,27 @@ def _as_evaluation_set(key: str, value: EvaluationSet | str | Path) -> Evaluatio
     raise TypeError(f"evaluation set '{key}': expected an EvaluationSet or a root folder, got {type(value).__name__}")
 
 
-def _dataset_zoom_in(base: Any, change: Mapping[str, Any] | None) -> Any:
-    """The zoom-in of one set: the predictor's, updated by the set's entry (a mapping base only)."""
-    if base is None or not change:
-        return base
-    if not isinstance(base, Mapping):
-        raise ValueError(f"per-dataset zoom-in changes {dict(change)} need predictor zoom_in parameters, got {base!r}")
-    return {**base, **change}
+def _dataset_predictor_config(
+    predictor: PredictorFactory | Mapping[str, Any], change: Mapping[str, Any] | None
+) -> PredictorFactory | dict[str, Any]:
+    """The predictor config of one set: the base config with the set's changes merged in."""
+    if not isinstance(predictor, Mapping):
+        return predictor
+    base = OmegaConf.create(dict(predictor) if not isinstance(predictor, DictConfig) else predictor)
+    if change:
+        base = OmegaConf.merge(base, OmegaConf.create(dict(change)))
+    return OmegaConf.to_container(base, resolve=True)
 
 
-def _build_predictor(net: nn.Module, device: str | torch.device, settings: Mapping[str, Any], pred_thr: float) -> Any:
-    """A Predictor (or the class named by ``_target_``) around ``net`` with ``settings``.
+def _build_predictor(config: PredictorFactory | Mapping[str, Any], net: nn.Module, device: str | torch.device) -> Interactive:
+    if not isinstance(config, Mapping):
+        return config(net, device=device)
+    from hydra.utils import instantiate
 
-    A feedback network (FCFI) needs the newest click and the gate at every call: a predictor class
-    that does not provide them (no ``supports_feedback_networks``) is refused before the run.
-    """
-    kwargs = {k: v for k, v in settings.items() if k != "_target_"}
-    kwargs.setdefault("pred_thr", pred_thr)
-    target = settings.get("_target_")
-    if target is None:
-        cls: type = Predictor
-    else:
-        from hydra.utils import get_class
-
-        cls = get_class(str(target))
-    if getattr(net, "takes_feedback", False) and not getattr(cls, "supports_feedback_networks", False):
-        raise ValueError(
-            f"the checkpoint holds {network_description(net)}, which needs the newest click and the gate at "
-            f"every call; predictor class {cls.__module__}.{cls.__qualname__} does not provide them: use "
-            "predictor=fcfi (FCFI's protocol) or predictor=ritm (RITM's settings), i.e. "
-            "iseg.inference.predictor.Predictor"
-        )
-    return cls(net, device=device, **kwargs)
-
-
-def network_description(net: nn.Module) -> str:
-    """'FCFIHRNetModel (an FCFI feedback network)' or 'HRNetModel (a RITM-style network, no feedback input)'."""
-    if getattr(net, "takes_feedback", False):
-        return f"{type(net).__name__} (an FCFI feedback network)"
-    return f"{type(net).__name__} (a RITM-style network, no feedback input)"
-
-
-def fcfi_zoom_column(net: nn.Module) -> str:
-    """FCFI's zoom-in table column for a network: HRNet -> 'hrnet18s', DeepLab (ResNet) -> 'resnet101'."""
-    from iseg.models.deeplab_model import DeeplabModel
-    from iseg.models.hrnet_model import HRNetModel
-
-    if isinstance(net, HRNetModel):
-        return "hrnet18s"
-    if isinstance(net, DeeplabModel):
-        return "resnet101"
-    raise ValueError(
-        f"cannot tell FCFI's zoom-in column for a {type(net).__name__} (neither HRNet nor DeepLab): "
-        f"set fcfi_zoom_in.backbone to one of {list(FCFI_ZOOM_COLUMNS)}"
-    )
+    if "_target_" not in config:
+        raise ValueError(f"predictor config needs a _target_ (e.g. iseg.inference.predictor.Predictor), got {config}")
+    factory = instantiate({**config, "_partial_": True})
+    return factory(net, device=device)
 
 
 def _rank_and_world_size() -> tuple[int, int]:
@@ -255,9 +188,10 @@ def _rank_and_world_size() -> tuple[int, int]:
 def _evaluate_set(
     key: str,
     dataset: EvaluationSet,
-    predictor: Any,
-    settings: dict[str, Any],
-    protocol: dict[str, Any],
+    predictor: Interactive,
+    settings: Any,
+    protocol: ProtocolConfig,
+    robot: Robot | None,
     max_samples: int | None,
     num_examples: int,
     rank: int,
@@ -267,59 +201,37 @@ def _evaluate_set(
     total = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     if total == 0:
         raise ValueError(f"evaluation set '{key}' ({dataset.root}) has no sample to evaluate")
-    indices = shard_for_rank(total, rank, world_size)
-    log.info("%s: %d samples (%d on rank %d), %d excluded", key, total, len(indices), rank, len(dataset.exclusions))
-    records: list[SampleRecord] = []
+    share = len(shard_for_rank(total, rank, world_size))
+    log.info("%s: %d samples (%d on rank %d), %d excluded", key, total, share, rank, len(dataset.exclusions))
     examples: list[Example] = []
-    failure: BaseException | None = None
-    wall_start = start = time.perf_counter()
+    done = 0
+
+    def on_record(record: SampleRecord, sample: Any, model: Any) -> None:
+        nonlocal done
+        done += 1
+        if rank == 0 and len(examples) < num_examples:
+            clicks = list(record.result.clicks)
+            examples.append(Example(record.index, sample.name, sample.image, sample.gt, model.probs, clicks))
+        if done % max(1, share // 10) == 0 or done == share:
+            log.info("%s: rank %d evaluated %d/%d samples", key, rank, done, share)
+
+    wall_start = time.perf_counter()
     try:
-        for done, index in enumerate(indices, 1):
-            sample = dataset[index]
-            predictor.set_image(sample.image)
-            result = evaluate_sample(
-                lambda clicks: predictor.add_click(clicks[-1]),
-                sample.gt,
-                max_clicks=protocol["max_clicks"],
-                target_iou=protocol["target_iou"],
-                min_clicks=protocol["min_clicks"],
-                pred_thr=protocol["pred_thr"],
-                boundary_metrics=protocol["boundary_metrics"],
-                dilation_ratio=protocol["dilation_ratio"],
-            )
-            records.append(SampleRecord(index, sample.name, result))
-            if rank == 0 and len(examples) < num_examples:
-                probs, clicks = predictor.probs, list(result.clicks)
-                examples.append(Example(index, sample.name, sample.image, sample.gt, probs, clicks))
-            if done % max(1, len(indices) // 10) == 0 or done == len(indices):
-                log.info("%s: rank %d evaluated %d/%d samples", key, rank, done, len(indices))
-    except Exception as error:  # reported to every rank below, so that none waits for it forever
-        failure = error
-    seconds = time.perf_counter() - start
-    message = None if failure is None else f"{type(failure).__name__}: {failure}"
-    shards = gather_objects([(rank, seconds, message, records)])
-    if failure is not None:
-        raise failure
-    failed = [(r, m) for r, _, m, _ in shards if m is not None]
-    if failed:
-        raise RuntimeError(f"evaluation of '{key}' failed on rank {failed[0][0]}: {failed[0][1]}")
-    gathered = sorted((record for *_, part in shards for record in part), key=lambda record: record.index)
-    if [record.index for record in gathered] != list(range(total)):
-        raise RuntimeError(f"evaluation of '{key}': gathered sample indices do not cover 0..{total - 1}")
-    samples = [record.result for record in gathered]
-    thresholds = noc_thresholds(protocol["target_iou"])
-    summary = summarize_samples(samples, thresholds, protocol["max_clicks"])
-    result = DatasetResult(samples, summary, sum(s for _, s, _, _ in shards))
+        run = run_protocol(
+            predictor, dataset, protocol, robot, num_samples=total, rank=rank, world_size=world_size, on_record=on_record
+        )
+    except RuntimeError as error:
+        raise RuntimeError(f"evaluation of '{key}': {error}") from error
     return DatasetEvaluation(
         key=key,
         title=dataset.title,
         root=str(dataset.root),
-        records=gathered,
+        records=run.records,
         exclusions=list(dataset.exclusions),
-        result=result,
+        result=run.dataset_result(),
         wall_seconds=time.perf_counter() - wall_start,
-        predictor=settings,
-        protocol=dict(protocol),
+        predictor=settings if isinstance(settings, Mapping) else {"factory": repr(settings)},
+        protocol=protocol.as_dict(),
         world_size=world_size,
         examples=examples,
     )
@@ -373,36 +285,28 @@ def _refuse_multirun_processes(cfg: DictConfig) -> None:
         )
 
 
-def zoom_in_per_dataset(cfg: DictConfig, net: nn.Module) -> dict[str, Any]:
-    """Per-set zoom-in changes: ``zoom_in_per_dataset``, or with predictor=fcfi the column of FCFI's
-    table that ``fcfi_zoom_in.backbone`` names ('auto': chosen from the network, see :func:`fcfi_zoom_column`)."""
-    table = cfg.get("fcfi_zoom_in")
-    if table is None:
-        return OmegaConf.to_container(cfg.get("zoom_in_per_dataset") or {}, resolve=True)
-    column = str(table.get("backbone", "auto"))
-    if column == "auto":
-        column = fcfi_zoom_column(net)
-        log.info("FCFI zoom-in: column '%s' of the per-dataset table for a %s", column, type(net).__name__)
-    if column not in FCFI_ZOOM_COLUMNS or column not in table:
-        raise ValueError(f"fcfi_zoom_in.backbone={column!r}: choose 'auto' or one of {list(FCFI_ZOOM_COLUMNS)}")
-    return OmegaConf.to_container(table[column], resolve=True)
+def check_predictor_networks(cfg: DictConfig, net: nn.Module) -> None:
+    """Say so when the predictor option is made for other networks than the checkpoint's (an ablation).
+
+    Each conf/eval/predictor file lists its networks (class names) under ``predictor_networks``.
+    """
+    networks = cfg.get("predictor_networks")
+    if networks and type(net).__name__ not in networks:
+        choice = _predictor_choice()
+        log.warning(
+            "the checkpoint holds a %s; the predictor settings%s are made for %s, so this run is an ablation",
+            type(net).__name__,
+            f" (predictor={choice})" if choice else "",
+            ", ".join(networks),
+        )
 
 
-def _log_protocol_choice(cfg: DictConfig, net: nn.Module) -> None:
-    """Say so when the predictor settings are not the ones of the checkpoint's method (an ablation)."""
-    fcfi_settings = cfg.get("fcfi_zoom_in") is not None
-    if getattr(net, "takes_feedback", False) and not fcfi_settings:
-        log.warning(
-            "the checkpoint holds %s, evaluated here with RITM's predictor settings (an ablation); "
-            "FCFI's protocol (flip, 20 clicks, its zoom-in table, boundary metrics) is predictor=fcfi",
-            network_description(net),
-        )
-    elif fcfi_settings and not getattr(net, "takes_feedback", False):
-        log.warning(
-            "the checkpoint holds %s, evaluated here with FCFI's protocol settings (an ablation); "
-            "RITM's protocol is predictor=ritm",
-            network_description(net),
-        )
+def _predictor_choice() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("predictor")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
@@ -425,25 +329,25 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     net = load_model(str(cfg.checkpoint), map_location="cpu")
-    per_dataset = zoom_in_per_dataset(cfg, net)
-    _log_protocol_choice(cfg, net)
+    check_predictor_networks(cfg, net)
     datasets = build_datasets(cfg.get("data"))
-    predictor = OmegaConf.to_container(cfg.predictor, resolve=True)
     evaluations = evaluate_checkpoint(
         net,
         datasets,
+        OmegaConf.to_container(cfg.predictor, resolve=True),
+        predictor_per_dataset=OmegaConf.to_container(cfg.get("predictor_per_dataset") or {}, resolve=True),
+        protocol=instantiate(cfg.protocol),
+        robot=instantiate(cfg.robot) if cfg.get("robot") else None,
         device=fabric.device,
-        predictor=predictor,
-        zoom_in_per_dataset=per_dataset,
         max_samples=cfg.get("max_samples"),
         num_examples=int(cfg.get("num_examples", 0)),
         channels_last=bool(cfg.get("channels_last", True)),
-        **OmegaConf.to_container(cfg.protocol, resolve=True),
     )
     if fabric.is_global_zero:
         meta = {
             "checkpoint": str(cfg.checkpoint),
             "protocol": OmegaConf.to_container(cfg.protocol, resolve=True),
+            "predictor": OmegaConf.to_container(cfg.predictor, resolve=True),
             "world_size": fabric.world_size,
             "device": str(fabric.device),
         }

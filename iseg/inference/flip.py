@@ -10,19 +10,13 @@ from collections.abc import Sequence
 
 import torch
 
-from iseg.interaction.clicks import Click
+from iseg.inference.views import Frame, View
+from iseg.interaction.prompts import Prompt
 
 
-def add_flipped(image: torch.Tensor, clicks: Sequence[Click]) -> tuple[torch.Tensor, list[list[Click]]]:
-    """(1, C, H, W) input -> the (2, C, H, W) batch [x, mirror(x)] and a click list for each.
-
-    A click at column x is at W - 1 - x in the mirror (pixel centres; float columns allowed).
-    """
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"flip expects one image (1, C, H, W), got {tuple(image.shape)}")
-    width = image.shape[3]
-    mirrored = [Click(c.y, width - c.x - 1, c.is_positive) for c in clicks]
-    return torch.cat((image, torch.flip(image, dims=[3]))), [list(clicks), mirrored]
+def mirror_prompts(prompts: Sequence[Prompt], width: int) -> list[Prompt]:
+    """Prompts in the mirrored image: column x is at W - 1 - x (pixel centres; floats allowed)."""
+    return [prompt.map(lambda y, x: (y, width - x - 1)) for prompt in prompts]
 
 
 def average_flipped(logits: torch.Tensor) -> torch.Tensor:
@@ -31,3 +25,19 @@ def average_flipped(logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected logits (2B, C, H, W) of images and their mirrors, got {tuple(logits.shape)}")
     half = logits.shape[0] // 2
     return 0.5 * (logits[:half] + torch.flip(logits[half:], dims=[3]))
+
+
+class Flip(View):
+    """Batch [x, mirror(x)] before the network; mean of the two logit maps after it."""
+
+    output_space = "logits"
+
+    def forward(self, frame: Frame) -> Frame:
+        width = frame.image.shape[3]
+        image = torch.cat((frame.image, torch.flip(frame.image, dims=[3])))
+        prev = torch.cat((frame.prev, torch.flip(frame.prev, dims=[3])))
+        mirrored = [mirror_prompts(prompts, width) for prompts in frame.prompts]
+        return frame.with_tensors(image, prev, [list(p) for p in frame.prompts] + mirrored)
+
+    def inverse(self, output: torch.Tensor) -> torch.Tensor:
+        return average_flipped(output)

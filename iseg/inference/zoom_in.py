@@ -18,15 +18,15 @@ Reference behaviour kept on purpose (it moves published numbers):
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from iseg.interaction.clicks import Click
+from iseg.inference.views import Frame, View
+from iseg.interaction.prompts import Prompt
 
 Box = tuple[int, int, int, int]
 """(rmin, rmax, cmin, cmax), inclusive pixel bounds."""
@@ -90,8 +90,12 @@ class ZoomInState:
     image_changed: bool
 
 
-class ZoomIn:
+class ZoomIn(View):
     """Stateful zoom-in for one image: ``transform`` before the network, ``inv_transform`` after.
+
+    As a :class:`~iseg.inference.views.View` it crops the image and the previous probabilities together
+    and moves the prompts with ``prompt.map``; the ROI counts the anchor points of positive prompts
+    (every prompt with ``all_clicks_in_roi``).
 
     Args:
         target_size: longer side of the resized crop (RITM: 400, DAVIS 600), or ``(h, w)``.
@@ -105,6 +109,8 @@ class ZoomIn:
         all_clicks_in_roi: FCFI's variant: negative clicks also enter the bounding box, and any
             click outside the kept ROI (not only a positive one) forces a new ROI.
     """
+
+    output_space = "probs"
 
     def __init__(
         self,
@@ -169,8 +175,19 @@ class ZoomIn:
         self._object_roi, self._prev_probs = state.object_roi, state.prev_probs
         self._roi_shape, self._image_changed = state.roi_shape, state.image_changed
 
-    def transform(self, image: torch.Tensor, clicks: Sequence[Click]) -> tuple[torch.Tensor, list[Click]]:
-        """Crop and resize the (1, C, H, W) network input and map the clicks into the crop."""
+    def forward(self, frame: Frame) -> Frame:
+        """Crop image and previous probabilities together (one resize) and move the prompts."""
+        if len(frame.prompts) != 1:
+            raise ValueError(f"ZoomIn works on one image, got {len(frame.prompts)} prompt lists")
+        channels = frame.image.shape[1]
+        both, prompts = self.transform(torch.cat((frame.image, frame.prev), dim=1), frame.prompts[0])
+        return frame.with_tensors(both[:, :channels], both[:, channels:], [prompts])
+
+    def inverse(self, output: torch.Tensor) -> torch.Tensor:
+        return self.inv_transform(output)
+
+    def transform(self, image: torch.Tensor, clicks: Sequence[Prompt]) -> tuple[torch.Tensor, list[Prompt]]:
+        """Crop and resize the (1, C, H, W) network input and map the prompts into the crop."""
         if image.dim() != 4 or image.shape[0] != 1:
             raise ValueError(f"ZoomIn works on one image (1, C, H, W), got {tuple(image.shape)}")
         self._image_changed = False
@@ -199,7 +216,13 @@ class ZoomIn:
             image[:, :, rmin : rmax + 1, cmin : cmax + 1], size=self._roi_shape, mode="bilinear", align_corners=True
         )
         roi_size = (rmax - rmin + 1, cmax - cmin + 1)
-        return crop, [_to_crop(c, rmin, cmin, self._roi_shape, roi_size) for c in clicks]
+        crop_size = self._roi_shape
+
+        def to_crop(y: float, x: float) -> tuple[float, float]:
+            # the reference's operation order (size * offset / extent): float coordinates match bit for bit
+            return crop_size[0] * (y - rmin) / roi_size[0], crop_size[1] * (x - cmin) / roi_size[1]
+
+        return crop, [c.map(to_crop) for c in clicks]
 
     def inv_transform(self, probs: torch.Tensor) -> torch.Tensor:
         """Put (1, 1, h, w) crop probabilities back into a full-size map that is zero outside the ROI."""
@@ -230,59 +253,24 @@ class ZoomIn:
         height, width = self._prev_probs.shape[2:]
         return possible is not None and bbox_iou(possible, (0, height - 1, 0, width - 1)) < 0.5
 
-    def _object_roi_from_prediction(self, clicks: Sequence[Click]) -> Box | None:
+    def _object_roi_from_prediction(self, clicks: Sequence[Prompt]) -> Box | None:
         """Expanded, clamped box of the previous mask plus the clicks that count; None if the mask is empty."""
         mask = self._prev_probs[0, 0] > self.prob_thresh
         box = bbox_from_mask(mask)
         if box is None:
             return None
         rmin, rmax, cmin, cmax = box
-        for click in clicks:
-            if click.is_positive or self.all_clicks_in_roi:
-                r, c = int(click.y), int(click.x)
-                rmin, rmax, cmin, cmax = min(rmin, r), max(rmax, r), min(cmin, c), max(cmax, c)
+        for y, x in self._counted_points(clicks):
+            r, c = int(y), int(x)
+            rmin, rmax, cmin, cmax = min(rmin, r), max(rmax, r), min(cmin, c), max(cmax, c)
         height, width = mask.shape
         box = expand_bbox((rmin, rmax, cmin, cmax), self.expansion_ratio, self.min_crop_size)
         return clamp_bbox(box, height, width)
 
-    def _clicks_inside(self, roi: Box, clicks: Sequence[Click]) -> bool:
+    def _counted_points(self, prompts: Sequence[Prompt]) -> list[tuple[float, float]]:
+        """Anchor points of the prompts that shape the ROI: positive ones (all with ``all_clicks_in_roi``)."""
+        return [p for prompt in prompts if prompt.is_positive or self.all_clicks_in_roi for p in prompt.anchor_points()]
+
+    def _clicks_inside(self, roi: Box, clicks: Sequence[Prompt]) -> bool:
         """The reference's test: half-open on the far side, so a click on row rmax is outside."""
-        for click in clicks:
-            if not (click.is_positive or self.all_clicks_in_roi):
-                continue
-            if not (roi[0] <= click.y < roi[1] and roi[2] <= click.x < roi[3]):
-                return False
-        return True
-
-
-def _to_crop(click: Click, rmin: int, cmin: int, crop_size: tuple[int, int], roi_size: tuple[int, int]) -> Click:
-    # Operation order of the reference (size * offset / extent), so float coordinates match bit for bit.
-    y = crop_size[0] * (click.y - rmin) / roi_size[0]
-    x = crop_size[1] * (click.x - cmin) / roi_size[1]
-    return Click(y, x, click.is_positive)
-
-
-ZoomInSpec = ZoomIn | Mapping[str, Any] | str | None
-
-
-def make_zoom_in(spec: ZoomInSpec) -> ZoomIn | None:
-    """A fresh ``ZoomIn`` from a config: None (off), a parameter mapping, "fixed<N>", or a ZoomIn.
-
-    A ZoomIn instance is used as given (its state belongs to one predictor).
-    """
-    if spec is None or isinstance(spec, ZoomIn):
-        return spec
-    if isinstance(spec, str):
-        match = re.fullmatch(r"fixed(\d+)", spec)
-        if match is None:
-            raise ValueError(f"zoom_in string must be 'fixed<N>' (e.g. 'fixed400'), got {spec!r}")
-        return ZoomIn.fixed(int(match.group(1)))
-    if isinstance(spec, Mapping):
-        params = dict(spec)
-        if isinstance(params.get("target_size"), list):
-            params["target_size"] = tuple(params["target_size"])
-        try:
-            return ZoomIn(**params)
-        except TypeError as error:
-            raise ValueError(f"bad zoom_in parameters {params}: {error}") from error
-    raise TypeError(f"zoom_in must be None, a mapping, 'fixed<N>' or a ZoomIn, got {type(spec).__name__}")
+        return all(roi[0] <= y < roi[1] and roi[2] <= x < roi[3] for y, x in self._counted_points(clicks))

@@ -1,4 +1,4 @@
-"""The click type and the official (B, 2N, 3) points layout shared by every RITM-lineage model.
+"""The official (B, 2N, 3) points layout shared by every RITM-lineage model.
 
 Layout (RITM/FCFI): rows 0..N-1 hold positive clicks, rows N..2N-1 negative clicks, each row
 (y, x, order) with y = row and x = column in network-input pixels (floats allowed); unused rows
@@ -8,24 +8,11 @@ are (-1, -1, -1). A row is a valid click when max(y, x) >= 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 
+from iseg.interaction.prompts import Click
+
 PAD_VALUE = -1.0
-
-
-@dataclass(frozen=True)
-class Click:
-    """One user click at row ``y``, column ``x`` (pixels; floats after resizing)."""
-
-    y: float
-    x: float
-    is_positive: bool
-
-    def scaled(self, scale_y: float, scale_x: float, offset_y: float = 0.0, offset_x: float = 0.0) -> Click:
-        """The same click in another frame: ``(y - offset_y) * scale_y``, same for x."""
-        return Click((self.y - offset_y) * scale_y, (self.x - offset_x) * scale_x, self.is_positive)
 
 
 def clicks_to_points(

@@ -8,8 +8,7 @@ maps of :mod:`iseg.interaction.errors`. They differ where the references differ:
   distance 0, the click is the first maximum in row-major order;
 - training (RITM ``get_next_points``): ignore counts as background, 5x5 chamfer DT, the click is
   drawn uniformly among pixels deeper than half the larger maximum, and is written into the fixed
-  slot N-k (positive) or 2N-k (negative) of the points tensor; FCFI networks also get the click
-  just added as ``new_points`` (:func:`new_click_points`).
+  slot N-k (positive) or 2N-k (negative) of the points tensor.
 """
 
 from __future__ import annotations
@@ -180,27 +179,3 @@ def sample_next_points(
     """
     _check_points_layout(points, pred_probs.shape[0], click_index)
     return write_clicks(points, sample_next_clicks(pred_probs, gt, rng, pred_thresh), click_index)
-
-
-def new_click_points(clicks: Sequence[Click | None], pred_probs: torch.Tensor) -> torch.Tensor:
-    """The click each sample just received as FCFI's ``new_points``: long (B, 1, 3) rows (y, x, label).
-
-    label is 1 for a positive click and 0 for a negative one. A sample that got no click (no
-    error region) gets FCFI's stand-in point (H//2 - 1, W//2 - 1) labelled with the predicted
-    probability there. The reference stores that soft label as a float, but its correction module
-    casts the whole point to long before using the label, so the effective label is the
-    probability truncated: 0, or 1 only where the probability is exactly 1.0. That truncated
-    value is what is returned here.
-    """
-    if pred_probs.dim() != 4 or pred_probs.shape[1] != 1 or pred_probs.shape[0] != len(clicks):
-        raise ValueError(
-            f"pred_probs must have shape (B={len(clicks)}, 1, H, W), got {tuple(pred_probs.shape)}"
-        )
-    height, width = pred_probs.shape[-2:]
-    cy, cx = height // 2 - 1, width // 2 - 1
-    centre_labels = pred_probs[:, 0, cy, cx].detach().float().cpu().long().tolist()
-    rows = [
-        [int(c.y), int(c.x), int(c.is_positive)] if c is not None else [cy, cx, centre_labels[b]]
-        for b, c in enumerate(clicks)
-    ]
-    return torch.tensor(rows, dtype=torch.long, device=pred_probs.device).view(len(clicks), 1, 3)

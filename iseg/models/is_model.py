@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iseg.interaction.encoding import ClickEncoder
+from iseg.models.inputs import ClickInputs, NetInputs
 from iseg.models.layers import ImageNormalize, ScaleLayer
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -88,6 +89,10 @@ class ISModel(nn.Module):
                 nn.Conv2d(16, 64, kernel_size=3, stride=2, padding=1),
                 ScaleLayer(init_value=maps_scale_init, lr_mult=1),
             )
+
+    def default_inputs(self) -> NetInputs:
+        """The input adapter of this network: clicks, plus the previous mask as channel 3 for ITER-M."""
+        return ClickInputs(prev_mask=self.with_prev_mask)
 
     # How each output is resized to the input (bilinear); subclasses with more outputs extend it.
     output_align_corners: dict[str, bool] = {"instances": True, "instances_aux": True}

@@ -2,7 +2,7 @@
 is corrected around the newest click (FFCM) and fused back into the features (CFFM).
 
 Public classes: ``FCFIHRNetModel`` (iseg.models.fcfi.hrnet_model) and ``FCFIDeeplabModel``
-(iseg.models.fcfi.deeplab_model). Both carry ``takes_feedback = True`` (RITM models do not) and
+(iseg.models.fcfi.deeplab_model). Their ``default_inputs()`` is ``FCFIInputs`` (iseg.models.fcfi.inputs); they
 share the forward interface documented in ``iseg.models.fcfi.feedback_model``:
 ``forward(image, points, new_points, gate, is_training=None) -> dict``.
 """

@@ -2,7 +2,7 @@
 before it joins the skip features in the decoder (spec §3.1).
 
 Interface: see ``iseg.models.fcfi.feedback_model`` (``forward(image, points, new_points, gate,
-is_training=None)``, ``takes_feedback = True``). Constructor arguments are RITM DeeplabModel's plus
+is_training=None)``, inputs built by ``iseg.models.fcfi.inputs.FCFIInputs``). Constructor arguments are RITM DeeplabModel's plus
 FCFI's ``mid_ch``, ``update_num``, ``expansion_ratio`` with the reference defaults, so FCFI's
 serialized config maps onto them 1:1.
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from iseg.models.fcfi.inputs import FCFIInputs
+
 
 class FeedbackModelMixin:
     """FCFI's ``forward`` on top of an ISModel subclass; the subclass provides ``feedback_backbone_forward``.
@@ -33,7 +35,10 @@ class FeedbackModelMixin:
     ``output_align_corners`` says otherwise (DeepLab's ``updated_feedback1``, as in the reference).
     """
 
-    takes_feedback = True
+    def default_inputs(self) -> FCFIInputs:
+        """FCFI's adapter: the newest click and the gate besides image + feedback and the clicks."""
+        return FCFIInputs()
+
     output_align_corners = {"instances": True, "instances_aux": True, "updated_feedback1": True, "updated_feedback2": True}
 
     def forward(

@@ -2,7 +2,7 @@
 CFFM between the 4-branch aggregation (15w channels, stride 4) and the OCR head (spec §3.1).
 
 Interface: see ``iseg.models.fcfi.feedback_model`` (``forward(image, points, new_points, gate,
-is_training=None)``, ``takes_feedback = True``). Constructor arguments are RITM HRNetModel's plus
+is_training=None)``, inputs built by ``iseg.models.fcfi.inputs.FCFIInputs``). Constructor arguments are RITM HRNetModel's plus
 FCFI's ``mid_ch``, ``update_num``, ``expansion_ratio`` and ``num_classes`` (only 1), with the
 reference defaults, so FCFI's serialized config maps onto them 1:1. Both feedback outputs are
 resized with align_corners=True. The previous mask is channel 0 of the click encoding (as in RITM).

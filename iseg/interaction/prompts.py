@@ -1,0 +1,106 @@
+"""Prompts: what a user gives an interactive network (a click, a scribble, a box).
+
+Every prompt owns its geometry. A view that moves pixels (zoom-in, flip, IOG's box crop) moves a
+prompt with ``prompt.map(fn)``, where ``fn(y, x) -> (y, x)`` maps one point; it never looks inside
+the prompt. ``anchor_points()`` lists the points a prompt covers (the click, the scribble's
+points, the box corners), for rules that only need extents, such as zoom-in's region of interest.
+Coordinates are pixels (row ``y``, column ``x``; floats after resizing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+PointMap = Callable[[float, float], tuple[float, float]]
+"""One point (y, x) in one frame -> the same point in another frame."""
+
+
+@runtime_checkable
+class Prompt(Protocol):
+    """The interface views, robots and encoders rely on."""
+
+    is_positive: bool
+
+    def map(self, fn: PointMap) -> Prompt:
+        """The same prompt with every point moved by ``fn``."""
+
+    def anchor_points(self) -> list[tuple[float, float]]:
+        """The (y, x) points that bound the prompt."""
+
+
+@dataclass(frozen=True)
+class Click:
+    """One user click at row ``y``, column ``x`` (pixels; floats after resizing)."""
+
+    y: float
+    x: float
+    is_positive: bool
+
+    def map(self, fn: PointMap) -> Click:
+        y, x = fn(self.y, self.x)
+        return Click(y, x, self.is_positive)
+
+    def anchor_points(self) -> list[tuple[float, float]]:
+        return [(self.y, self.x)]
+
+    def scaled(self, scale_y: float, scale_x: float, offset_y: float = 0.0, offset_x: float = 0.0) -> Click:
+        """The same click in another frame: ``(y - offset_y) * scale_y``, same for x."""
+        return Click((self.y - offset_y) * scale_y, (self.x - offset_x) * scale_x, self.is_positive)
+
+
+@dataclass(frozen=True)
+class Scribble:
+    """A stroke of (y, x) points drawn on the object (positive) or the background (negative)."""
+
+    points: tuple[tuple[float, float], ...]
+    is_positive: bool
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError("a scribble needs at least one point")
+        object.__setattr__(self, "points", tuple((float(y), float(x)) for y, x in self.points))
+
+    def map(self, fn: PointMap) -> Scribble:
+        return Scribble(tuple(fn(y, x) for y, x in self.points), self.is_positive)
+
+    def anchor_points(self) -> list[tuple[float, float]]:
+        return list(self.points)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box around the object: corners (y0, x0) top-left and (y1, x1) bottom-right, inclusive."""
+
+    y0: float
+    x0: float
+    y1: float
+    x1: float
+    is_positive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.y1 < self.y0 or self.x1 < self.x0:
+            raise ValueError(f"box corners must be ordered (y0 <= y1, x0 <= x1), got {self}")
+
+    def map(self, fn: PointMap) -> Box:
+        (ya, xa), (yb, xb) = fn(self.y0, self.x0), fn(self.y1, self.x1)
+        return Box(min(ya, yb), min(xa, xb), max(ya, yb), max(xa, xb), self.is_positive)
+
+    def anchor_points(self) -> list[tuple[float, float]]:
+        return [(self.y0, self.x0), (self.y1, self.x1)]
+
+
+def map_prompts(prompts: Sequence[Prompt], fn: PointMap) -> list[Prompt]:
+    """Every prompt of a list moved by ``fn``."""
+    return [prompt.map(fn) for prompt in prompts]
+
+
+def check_prompt(prompt: object, height: int, width: int) -> Prompt:
+    """``prompt`` if it is a prompt whose points lie inside a ``height`` x ``width`` image, else a clear error."""
+    if not isinstance(prompt, Prompt):
+        raise TypeError(f"expected a prompt (Click, Scribble or Box), got {type(prompt).__name__}: {prompt!r}")
+    for y, x in prompt.anchor_points():
+        if not (0 <= y < height and 0 <= x < width):
+            raise ValueError(f"{prompt!r}: point (y={y}, x={x}) lies outside the {height}x{width} image")
+    return prompt

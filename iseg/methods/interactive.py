@@ -1,0 +1,227 @@
+"""Iterative interactive training (RITM's ITER-M recipe) for any method, as a LightningModule.
+
+Per batch (reference §2.3): draw 0..max_num_next_clicks extra clicks; for each, run the network
+in eval mode without gradients, add a click at the current error and feed the probabilities
+back; then one forward with gradients on the final inputs. Validation logs the same losses and
+runs the evaluation protocol (:func:`~iseg.evaluation.protocol.run_protocol`) on the datamodule's
+protocol samples.
+
+A method is this module with its parts: the network, its input adapter
+(:class:`~iseg.models.inputs.NetInputs`, default ``net.default_inputs()``) and its table of named,
+weighted loss terms (:class:`~iseg.losses.LossTerm`). RITM: NFL on ``instances`` + 0.4 BCE on
+``instances_aux``; FCFI: NFL + its feedback terms (conf/method/*.yaml). All arrive built (Hydra
+instantiates them from the config); the module instantiates nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
+from iseg.inference.predictor import Predictor
+from iseg.inference.views import View
+from iseg.interaction.iterative import simulate_iterative_clicks
+from iseg.losses import LossTerm
+from iseg.models.init import lr_multiplier_groups
+from iseg.models.inputs import NetInputs, PromptTensors
+
+
+class InteractiveModule(L.LightningModule):
+    """Trains a network with the iterative click recipe.
+
+    Args:
+        net: the network (an ``nn.Module`` with ``lr_multipliers()``).
+        optimizer: factory ``params -> Optimizer`` (Hydra ``_partial_``); learning rates are
+            scaled per parameter by the network's ``lr_multipliers()``.
+        losses: name -> :class:`~iseg.losses.LossTerm`, added in order; None entries are off.
+        scheduler: factory ``optimizer -> LRScheduler`` stepped per epoch, or None.
+        inputs: the method's input adapter; None takes ``net.default_inputs()``.
+        max_num_next_clicks: extra simulated clicks per batch are drawn from 0..this.
+        protocol: the validation protocol's settings.
+        protocol_samples: number of validation objects the protocol runs on.
+        validation_views: the validation predictor's views (none: the plain network).
+        num_logged_samples: protocol samples kept for image logging each validation.
+        loss_check: raise on a non-finite loss instead of training on.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        losses: Mapping[str, LossTerm | None],
+        scheduler: Callable[..., Any] | None = None,
+        inputs: NetInputs | None = None,
+        max_num_next_clicks: int = 3,
+        protocol: ProtocolConfig | None = None,
+        protocol_samples: int = 16,
+        validation_views: Sequence[View | None] | Mapping[str, View | None] | None = None,
+        num_logged_samples: int = 4,
+        loss_check: bool = True,
+    ):
+        super().__init__()
+        self.net = net
+        self.inputs = inputs if inputs is not None else net.default_inputs()
+        self.loss_terms = nn.ModuleDict({name: term for name, term in losses.items() if term is not None})
+        if not self.loss_terms:
+            raise ValueError("losses is empty: give at least one loss term (name -> iseg.losses.LossTerm)")
+        self._optimizer_factory = optimizer
+        self._scheduler_factory = scheduler
+        self.max_num_next_clicks = max_num_next_clicks
+        self.protocol = protocol or ProtocolConfig(target_iou=1.01, thresholds=(0.85, 0.90))
+        self.protocol_samples = protocol_samples
+        self.validation_views = validation_views
+        self.num_logged_samples = num_logged_samples
+        self.loss_check = loss_check
+        self.save_hyperparameters(
+            {
+                "max_num_next_clicks": max_num_next_clicks,
+                "losses": {name: term.weight for name, term in self.loss_terms.items()},
+                "protocol": self.protocol.as_dict(),
+                "protocol_samples": protocol_samples,
+                "num_logged_samples": num_logged_samples,
+                "loss_check": loss_check,
+            }
+        )
+        self.logged_samples: list[dict] = []
+        self.last_protocol_metrics: dict[str, float] = {}
+        self._rng: np.random.Generator | None = None
+
+    def record_config(self, config: DictConfig | Mapping[str, Any]) -> None:
+        """Keep the module's Hydra config in the checkpoint: ``hyper_parameters['net']`` is what
+        :func:`iseg.models.checkpoints.load_model` rebuilds the network from."""
+        plain = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+        self.hparams["net"] = plain["net"]
+        self.hparams["config"] = plain
+
+    # ------------------------------------------------------------------ training
+    @property
+    def rng(self) -> np.random.Generator:
+        """Click-simulation randomness: seeded from torch's seed and the rank so runs repeat."""
+        if self._rng is None:
+            seed = (torch.initial_seed() + 1000003 * self.global_rank) % 2**63
+            self._rng = np.random.default_rng(seed)
+        return self._rng
+
+    def forward(
+        self, images: torch.Tensor, prompts: PromptTensors, prev_masks: torch.Tensor | None = None, step: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """The training-path forward on images, prompt tensors and previous probabilities (zeros if None)."""
+        if prev_masks is None:
+            prev_masks = torch.zeros_like(images[:, :1])
+        return self.net(**self.inputs(images, prev_masks, prompts, step, training=True))
+
+    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """ITER-M: a random number of gradient-free click passes, then the trained forward."""
+        images, gt = batch["images"], batch["instances"]
+        num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
+        prompts = self.inputs.training_prompts(batch)
+        prev_masks, prompts = simulate_iterative_clicks(self.net, self.inputs, images, gt, prompts, num_iters, self.rng)
+        return self(images, prompts, prev_masks, step=num_iters)
+
+    def losses(self, outputs: Mapping[str, torch.Tensor], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
+        """(weighted total, {'<stage>/loss_<name>': unweighted batch mean}); zero-weight terms are skipped."""
+        total: torch.Tensor | None = None
+        logs = {}
+        for name, term in self.loss_terms.items():
+            if not term.weight:
+                continue
+            value = term(outputs, gt)
+            weighted = term.weight * value
+            total = weighted if total is None else total + weighted
+            logs[f"{stage}/loss_{name}"] = value
+        if total is None:
+            raise ValueError(f"every loss term has weight 0: {list(self.loss_terms)}")
+        return total, logs
+
+    def _shared_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+        gt = batch["instances"]
+        outputs = self.interactive_forward(batch)
+        loss, logs = self.losses(outputs, gt, stage)
+        if self.loss_check and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite {stage} loss {loss.item()} at epoch {self.current_epoch}, global step "
+                f"{self.global_step} ({', '.join(f'{k}={v.item():.4g}' for k, v in logs.items())}); "
+                "lower the learning rate or check the inputs of this batch"
+            )
+        logs[f"{stage}/iou"] = batch_iou(outputs["instances"].detach(), gt)
+        options = {"on_step": stage == "train", "on_epoch": True, "batch_size": gt.shape[0], "sync_dist": stage != "train"}
+        self.log_dict(logs, **options)
+        self.log(f"{stage}/loss", loss, prog_bar=True, **options)
+        return loss
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    # ---------------------------------------------------------------- protocol
+    def on_validation_epoch_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "protocol_samples"):
+            return
+        if self.trainer.sanity_checking:
+            return
+        metrics = self.run_protocol(datamodule.protocol_samples(self.protocol_samples))
+        self.last_protocol_metrics = metrics
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, prog_bar=name in ("noc85", "noc90"), sync_dist=False, rank_zero_only=False)
+
+    @torch.no_grad()
+    def run_protocol(self, samples: Sequence) -> dict[str, float]:
+        """The protocol on (image, gt, name) samples, sharded over ranks and gathered on every rank."""
+        was_training = self.net.training
+        predictor = Predictor(self.net, self.inputs, self.validation_views, device=self.device, pred_thr=self.protocol.pred_thr)
+        items = [Sample(name, image, gt) for image, gt, name, *_ in samples]  # the datamodule's (image, gt, name)
+        kept: list[dict] = []
+
+        def keep(record: SampleRecord, sample: Sample, model: Predictor) -> None:
+            if len(kept) < self.num_logged_samples:
+                kept.append(
+                    {"image": sample.image, "gt": sample.gt, "name": sample.name, "clicks": record.result.clicks, "probs": model.probs}
+                )
+
+        world_size = self.trainer.world_size if self._trainer else 1
+        try:
+            run = run_protocol(predictor, items, self.protocol, rank=self.global_rank, world_size=world_size, on_record=keep)
+        finally:
+            self.net.train(was_training)
+        self.logged_samples = kept
+        return _flat_metric_names(run.dataset_result().summary)
+
+    # -------------------------------------------------------------- optimizers
+    def configure_optimizers(self):
+        if not hasattr(self.net, "lr_multipliers"):
+            raise TypeError(f"{type(self.net).__name__} has no lr_multipliers(); the paper recipes need one per parameter")
+        params = dict(self.net.named_parameters())
+        probe = self._optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+        base_lr = probe.defaults["lr"]
+        optimizer = self._optimizer_factory(lr_multiplier_groups(params, self.net.lr_multipliers(), base_lr))
+        if self._scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler_factory(optimizer), "interval": "epoch"}}
+
+
+def batch_iou(logits: torch.Tensor, gt: torch.Tensor, threshold: float = 0.49) -> torch.Tensor:
+    """Mean IoU over samples with a non-empty union; ignore (-1) pixels left out."""
+    valid = gt != -1
+    pred = (torch.sigmoid(logits) > threshold) & valid
+    target = (gt > 0.5) & valid
+    inter = (pred & target).flatten(1).sum(1).float()
+    union = (pred | target).flatten(1).sum(1).float()
+    keep = union > 0
+    if not bool(keep.any()):
+        return torch.tensor(1.0, device=logits.device)
+    return (inter[keep] / union[keep]).mean()
+
+
+def _flat_metric_names(summary: Mapping[str, float]) -> dict[str, float]:
+    """'NoC@85' -> 'noc85', 'mIoU@5' -> 'miou5': names safe in file names and CLI overrides."""
+    return {key.lower().replace("@", ""): float(value) for key, value in summary.items()}

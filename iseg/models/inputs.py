@@ -1,0 +1,84 @@
+"""Input adapters: the one place that knows what a method's network takes.
+
+An adapter turns (image, previous probabilities, prompt tensors, step) into the keyword inputs of
+its network; the predictor, the training simulation and the training module all call networks
+through one, so none of them tests method flags. ``step`` counts the predictions made before this
+one in the interaction (0 for the first click; in training, pass i of the simulation is step i-1
+and the trained forward after k passes is step k).
+
+Prompt tensors come from two places with the same keys: at inference the adapter's encoders
+build them from prompt lists (:meth:`NetInputs.encode`); in training the sampler's batch gives the
+first ones (:meth:`NetInputs.training_prompts`) and each simulated pass adds its clicks
+(:meth:`NetInputs.add_clicks`).
+
+A new method writes a subclass (e.g. FCFI's in :mod:`iseg.models.fcfi.inputs`) and its network's
+``default_inputs()`` returns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from iseg.interaction.encoders import PointsEncoder, PromptEncoder, PromptLists
+from iseg.interaction.next_click import write_clicks
+from iseg.interaction.prompts import Click
+
+PromptTensors = dict[str, torch.Tensor]
+
+
+class NetInputs:
+    """Base adapter: prompt encoding and the training prompts of the (B, 2N, 3) click layout."""
+
+    def __init__(self, encoders: Sequence[PromptEncoder]):
+        self.encoders = tuple(encoders)
+
+    def encode(self, prompt_lists: PromptLists, device: torch.device | str) -> PromptTensors:
+        """Prompt lists (one per batch item, network frame) -> the tensors of every encoder."""
+        tensors: PromptTensors = {}
+        for encoder in self.encoders:
+            tensors.update(encoder(prompt_lists, device))
+        return tensors
+
+    def training_prompts(self, batch: Mapping[str, torch.Tensor]) -> PromptTensors:
+        """The prompt tensors of a training batch before any simulated pass."""
+        return {"points": batch["points"]}
+
+    def add_clicks(
+        self, prompts: PromptTensors, clicks: Sequence[Click | None], probs: torch.Tensor, click_index: int
+    ) -> PromptTensors:
+        """Prompt tensors after simulated pass ``click_index`` (1-based) added ``clicks`` from ``probs``."""
+        return {**prompts, "points": write_clicks(prompts["points"], clicks, click_index)}
+
+    def __call__(
+        self,
+        image: torch.Tensor,
+        prev_probs: torch.Tensor,
+        prompts: PromptTensors,
+        step: int,
+        training: bool = False,
+    ) -> dict[str, object]:
+        raise NotImplementedError(f"{type(self).__name__} must build the network's inputs")
+
+
+class ClickInputs(NetInputs):
+    """RITM-lineage networks: ``net(image, points)``, image + previous probabilities as channel 3
+    when ``prev_mask`` (ITER-M networks)."""
+
+    def __init__(self, prev_mask: bool = True, net_clicks_limit: int | None = None):
+        super().__init__([PointsEncoder(net_clicks_limit)])
+        self.prev_mask = prev_mask
+
+    def network_image(self, image: torch.Tensor, prev_probs: torch.Tensor) -> torch.Tensor:
+        return torch.cat((image, prev_probs), dim=1) if self.prev_mask else image
+
+    def __call__(
+        self,
+        image: torch.Tensor,
+        prev_probs: torch.Tensor,
+        prompts: PromptTensors,
+        step: int,
+        training: bool = False,
+    ) -> dict[str, object]:
+        return {"image": self.network_image(image, prev_probs), "points": prompts["points"]}
