@@ -5,10 +5,12 @@
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --no-zoom --no-flip --device cuda
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --processes 2 --threads 1
     python scripts/benchmark_evaluation.py FCFI_CHECKPOINT --fcfi --dataset grabcut --root ../shared/data/GrabCut
+    python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.views.flip=null
 
-``--fcfi`` evaluates with FCFI's protocol (conf/eval/predictor/fcfi.yaml): flip, zoom-in with
-negative clicks in the ROI and the per-dataset table column of the network (``--fcfi-backbone``
-forces one), all ``--max-clicks`` clicks (no early stop) and boundary IoU + ASSD after each.
+Settings come from the evaluation configs (conf/eval, as evaluate.py composes them): ``--predictor``
+names the conf/eval/predictor file (ritm by default); ``--fcfi`` is ``--predictor fcfi_h18s``
+(``--fcfi-backbone resnet101``: fcfi_r101): flip, zoom-in with negative clicks in the ROI and the
+per-dataset table, all ``--max-clicks`` clicks (no early stop) and boundary IoU + ASSD after each.
 
 The timed loop is the evaluation's own (iseg.evaluation.runner.evaluate_checkpoint): sample
 loading, clicker, predictor (zoom-in, flip, network) and IoU, as the reference's SPC counts them.
@@ -37,15 +39,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iseg.evaluation.distributed import gather_objects  # noqa: E402
-from iseg.evaluation.runner import (  # noqa: E402
-    CONFIG_DIR,
-    FCFI_ZOOM_COLUMNS,
-    RITM_ZOOM_IN,
-    RITM_ZOOM_IN_PER_DATASET,
-    DatasetEvaluation,
-    evaluate_checkpoint,
-    fcfi_zoom_column,
-)
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from iseg.evaluation.runner import DatasetEvaluation, compose_eval_config, evaluate_checkpoint  # noqa: E402
 from iseg.interaction.metrics import mean_iou_curve  # noqa: E402
 from iseg.models.checkpoints import load_model  # noqa: E402
 
@@ -70,15 +67,6 @@ def results_digest(evaluation: DatasetEvaluation) -> str:
     return digest.hexdigest()[:12]
 
 
-def fcfi_zoom_table(net: torch.nn.Module, backbone: str = "auto") -> dict[str, dict]:
-    """The column of FCFI's per-dataset zoom-in table (read from conf/eval/predictor/fcfi.yaml)."""
-    from omegaconf import OmegaConf
-
-    table = OmegaConf.load(CONFIG_DIR / "eval" / "predictor" / "fcfi.yaml")["fcfi_zoom_in"]
-    column = fcfi_zoom_column(net) if backbone == "auto" else backbone
-    return OmegaConf.to_container(table[column])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="iseg .ckpt or official checkpoint")
@@ -93,10 +81,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--processes", type=int, default=1, help="evaluation processes (DDP), samples sharded")
+    parser.add_argument("--predictor", default="ritm", help="conf/eval/predictor option (ritm, fcfi_h18s, fcfi_r101)")
     parser.add_argument("--fcfi", action="store_true", help="FCFI's protocol: its zoom-in table, no early stop, "
                         "boundary IoU and ASSD (--target-iou is ignored)")
-    parser.add_argument("--fcfi-backbone", default="auto", choices=["auto", *FCFI_ZOOM_COLUMNS],
-                        help="column of FCFI's zoom-in table (auto: from the network)")
+    parser.add_argument("--fcfi-backbone", default="hrnet18s", choices=["hrnet18s", "resnet101"],
+                        help="column of FCFI's zoom-in table (predictor fcfi_h18s or fcfi_r101)")
+    parser.add_argument("--override", action="append", default=[], help="more Hydra overrides of conf/eval")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -110,19 +100,22 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     net = load_model(args.checkpoint, map_location="cpu")
-    zoom_in = None if args.no_zoom else {**RITM_ZOOM_IN, "all_clicks_in_roi": args.fcfi}
-    predictor = {"with_flip": not args.no_flip, "zoom_in": zoom_in}
-    per_dataset = fcfi_zoom_table(net, args.fcfi_backbone) if args.fcfi else RITM_ZOOM_IN_PER_DATASET
+    predictor_name = {"hrnet18s": "fcfi_h18s", "resnet101": "fcfi_r101"}[args.fcfi_backbone] if args.fcfi else args.predictor
+    overrides = [f"predictor={predictor_name}", f"protocol.max_clicks={args.max_clicks}", *args.override]
+    if not args.fcfi:
+        overrides.append(f"protocol.target_iou={args.target_iou}")
+    overrides += ["predictor.views.zoom_in=null"] if args.no_zoom else []
+    overrides += ["predictor.views.flip=null"] if args.no_flip else []
+    cfg = compose_eval_config(overrides)
     start, cpu_start = time.perf_counter(), cpu_seconds()
     evaluation = evaluate_checkpoint(
         net,
         {args.dataset: args.root},
+        OmegaConf.to_container(cfg.predictor, resolve=True),
+        predictor_per_dataset=OmegaConf.to_container(cfg.predictor_per_dataset, resolve=True),
+        protocol=instantiate(cfg.protocol),
+        robot=instantiate(cfg.robot),
         device=device,
-        predictor=predictor,
-        zoom_in_per_dataset=per_dataset,
-        max_clicks=args.max_clicks,
-        target_iou=1.01 if args.fcfi else args.target_iou,
-        boundary_metrics=args.fcfi,
         max_samples=args.max_samples,
         channels_last=not args.no_channels_last,
     )[0]
@@ -131,12 +124,12 @@ def main() -> None:
     peak = max(gather_objects([peak_rss_mib()]))
     if rank != 0:
         return
-    zoom_in = evaluation.predictor["zoom_in"]
+    zoom_in = evaluation.predictor["views"].get("zoom_in")
     zoom = "off" if zoom_in is None else f"target {zoom_in['target_size']} x{zoom_in['expansion_ratio']}"
-    protocol = "FCFI (20 clicks, boundary metrics)" if args.fcfi else f"RITM (stop at {args.target_iou})"
+    protocol = "FCFI (20 clicks, boundary metrics)" if args.fcfi else f"stop at {args.target_iou}"
     print(f"checkpoint       {args.checkpoint}  ({type(net).__name__})")
     print(
-        f"setting          {args.dataset}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
+        f"setting          {args.dataset}, predictor={predictor_name}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
         f"flip {'off' if args.no_flip else 'on'}, zoom-in {zoom}, channels_last {not args.no_channels_last}, "
         f"processes {evaluation.world_size}"
     )

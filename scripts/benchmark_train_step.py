@@ -2,7 +2,7 @@
 
     python scripts/benchmark_train_step.py                      # HRNet18s, batch 8, 320x480, CPU
     python scripts/benchmark_train_step.py model=ritm_hrnet32 --batch-size 4 --device cuda --precision bf16
-    python scripts/benchmark_train_step.py model=fcfi_hrnet18s  # FCFI (FCFIModule: feedback losses)
+    python scripts/benchmark_train_step.py model=fcfi_hrnet18s  # FCFI (FCFI adapter and feedback loss terms)
     python scripts/benchmark_train_step.py model=fcfi_resnet101 --device cuda
 
 Each step draws 0-3 extra simulated clicks (eval-mode passes without gradients), then runs the
@@ -61,7 +61,7 @@ def main() -> None:
             ],
         )
     device = torch.device(args.device)
-    module = instantiate(cfg.model, _recursive_=False).to(device)
+    module = instantiate(cfg.model).to(device)
     if args.channels_last:
         module = module.to(memory_format=torch.channels_last)
     optimizer = module.configure_optimizers()

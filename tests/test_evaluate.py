@@ -19,7 +19,7 @@ from torch import nn
 
 from iseg.data.eval import DatasetLayoutError, FolderDataset, GrabCutDataset
 from iseg.evaluation.plots import held_iou_curve, read_png_curves
-from iseg.evaluation.protocol import DatasetResult, SampleResult, evaluate_sample, summarize_samples
+from iseg.evaluation.protocol import DatasetResult, ProtocolConfig, SampleResult, evaluate_sample, summarize_samples
 from iseg.evaluation.report import TABLE_COLUMNS, format_table, write_reports
 from iseg.evaluation.runner import (
     CONFIG_DIR,
@@ -28,15 +28,27 @@ from iseg.evaluation.runner import (
     build_datasets,
     evaluate_checkpoint,
 )
+from iseg.inference.flip import Flip
 from iseg.inference.predictor import Predictor
+from iseg.inference.zoom_in import ZoomIn
 from iseg.interaction.clicks import Click
 from iseg.interaction.metrics import summarize
 from iseg.models.checkpoints import CheckpointError, load_model
+from iseg.models.inputs import ClickInputs
 from tests.conftest import FIXTURES, ROOT, require_shared_dataset
 from tests.test_evaluation_sets import band_mask, make_grabcut, make_sbd, make_voc, write_image, write_mask
 from tests.test_predictor import _checkpoint
 
 SMALL_ZOOM = {"target_size": 64, "skip_clicks": 1, "expansion_ratio": 1.4, "min_crop_size": 200}
+
+
+def predictor_config(zoom: dict | None = SMALL_ZOOM, flip: bool = True, **kwargs) -> dict:
+    """A predictor config as conf/eval/predictor files write it: zoom-in (if given), then flip."""
+    views = {
+        "zoom_in": {"_target_": "iseg.inference.zoom_in.ZoomIn", **zoom} if zoom is not None else None,
+        "flip": {"_target_": "iseg.inference.flip.Flip"} if flip else None,
+    }
+    return {"_target_": "iseg.inference.predictor.Predictor", "views": views, **kwargs}
 
 
 def make_folder_set(root: Path, num_images: int = 4, shape: tuple[int, int] = (40, 56)) -> Path:
@@ -59,9 +71,11 @@ def make_folder_set(root: Path, num_images: int = 4, shape: tuple[int, int] = (4
 class DiskNet(nn.Module):
     """Fast stand-in network: logit +8 within 4 px of a positive click, -8 elsewhere."""
 
-    with_prev_mask = False
+    def default_inputs(self) -> ClickInputs:
+        return ClickInputs(prev_mask=False)
 
-    def forward(self, x: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = image
         batch, _, height, width = x.shape
         rows = torch.arange(height, dtype=x.dtype).view(1, 1, height, 1)
         cols = torch.arange(width, dtype=x.dtype).view(1, 1, 1, width)
@@ -97,9 +111,8 @@ def test_outputs_agree_with_each_other_and_with_the_predictor(checkpoint, folder
     evaluation = evaluate_checkpoint(
         checkpoint,
         {"own": FolderDataset(folder_set)},
-        predictor={"with_flip": True, "zoom_in": SMALL_ZOOM},
-        max_clicks=4,
-        target_iou=1.01,
+        predictor_config(SMALL_ZOOM),
+        protocol=ProtocolConfig(max_clicks=4, target_iou=1.01),
         num_examples=2,
     )[0]
     assert [r.name for r in evaluation.records] == ["img0.png", "img1.png", "img2.png", "img3.png"]
@@ -108,11 +121,11 @@ def test_outputs_agree_with_each_other_and_with_the_predictor(checkpoint, folder
     assert evaluation.exclusions == [("zz_empty.png", reason)]
 
     # the runner (channels_last network) gives the clicks of the Predictor run directly
-    predictor = Predictor(load_model(checkpoint), with_flip=True, zoom_in=SMALL_ZOOM)
+    predictor = Predictor(load_model(checkpoint), views=[ZoomIn(**SMALL_ZOOM), Flip()])
     for record in evaluation.records:
         sample = FolderDataset(folder_set)[record.index]
         predictor.set_image(sample.image)
-        direct = evaluate_sample(lambda c: predictor.add_click(c[-1]), sample.gt, max_clicks=4, target_iou=1.01)
+        direct = evaluate_sample(predictor, sample.gt, ProtocolConfig(max_clicks=4, target_iou=1.01))
         assert direct.clicks == record.result.clicks, record.name
         np.testing.assert_array_equal(direct.inter_union, record.result.inter_union)
     assert any(not c.is_positive for r in evaluation.records for c in r.result.clicks), "expected some negative clicks"
@@ -158,7 +171,7 @@ def test_lightning_and_official_checkpoints_give_the_same_results(checkpoint, fo
     lightning = tmp_path / "last.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"net": net_config}, "epoch": 3}, lightning)
     runs = [
-        evaluate_checkpoint(path, {"folder": folder_set}, predictor={"zoom_in": SMALL_ZOOM}, max_samples=2, max_clicks=3)
+        evaluate_checkpoint(path, {"folder": folder_set}, predictor_config(), max_samples=2, protocol=ProtocolConfig(max_clicks=3))
         for path in (checkpoint, lightning)
     ]
     official, ours = (run[0].records for run in runs)
@@ -239,7 +252,7 @@ def test_configs_build_every_layout_and_the_zoom_tables(tmp_path, monkeypatch) -
         "coco_mval": "CocoMValDataset", "sbd": "SBDEvaluationDataset", "pascalvoc": "PascalVOCDataset",
         "folder": "FolderDataset",
     }
-    evaluations = evaluate_checkpoint(DiskNet(), datasets, predictor={"with_flip": True, "zoom_in": None}, max_clicks=3)
+    evaluations = evaluate_checkpoint(DiskNet(), datasets, predictor_config(None), protocol=ProtocolConfig(max_clicks=3))
     counts = {e.key: (len(e.records), len(e.exclusions)) for e in evaluations}
     assert counts == {"grabcut": (2, 2), "berkeley": (1, 0), "davis": (1, 0), "coco_mval": (1, 0), "sbd": (3, 1),
                       "pascalvoc": (3, 1), "folder": (1, 1)}
@@ -247,18 +260,22 @@ def test_configs_build_every_layout_and_the_zoom_tables(tmp_path, monkeypatch) -
         assert all(1 <= len(r.result.ious) <= 3 for r in evaluation.records)
 
     ritm = _compose(["checkpoint=x"])
-    assert ritm.protocol.target_iou == 0.9 and ritm.predictor.with_flip and ritm.predictor.zoom_in.target_size == 400
-    assert ritm.zoom_in_per_dataset == {"davis": {"target_size": 600}} and list(ritm.data) == ["grabcut"]
-    fcfi = _compose(["checkpoint=x", "predictor=fcfi", "fcfi_zoom_in.backbone=resnet101"])
-    assert fcfi.protocol.target_iou == 1.01 and fcfi.predictor.zoom_in.all_clicks_in_roi
-    assert fcfi.zoom_in_per_dataset.grabcut == {"target_size": 600, "expansion_ratio": 3.2}
+    views = ritm.predictor.views
+    assert ritm.protocol.target_iou == 0.9 and views.flip and views.zoom_in.target_size == 400
+    assert list(views) == ["zoom_in", "flip"] and ritm.robot._target_ == "iseg.interaction.robots.ClickRobot"
+    assert ritm.predictor_per_dataset == {"davis": {"views": {"zoom_in": {"target_size": 600}}}}
+    assert list(ritm.data) == ["grabcut"]
+    fcfi = _compose(["checkpoint=x", "predictor=fcfi_r101"])
+    assert fcfi.protocol.target_iou == 1.01 and fcfi.predictor.views.zoom_in.all_clicks_in_roi
+    assert fcfi.predictor_per_dataset.grabcut.views.zoom_in == {"target_size": 600, "expansion_ratio": 3.2}
 
 
-def test_per_dataset_zoom_in_reaches_the_predictor(folder_set) -> None:
+def test_per_dataset_predictor_changes_reach_the_predictor(folder_set) -> None:
     sets = {"davis": FolderDataset(folder_set), "grabcut": FolderDataset(folder_set)}
-    evaluations = evaluate_checkpoint(DiskNet(), sets, max_samples=1, max_clicks=1)
-    assert evaluations[0].predictor["zoom_in"]["target_size"] == 600
-    assert evaluations[1].predictor["zoom_in"]["target_size"] == 400 and evaluations[1].predictor["with_flip"]
+    evaluations = evaluate_checkpoint(DiskNet(), sets, max_samples=1, protocol=ProtocolConfig(max_clicks=1))
+    assert evaluations[0].predictor["views"]["zoom_in"]["target_size"] == 600
+    assert evaluations[1].predictor["views"]["zoom_in"]["target_size"] == 400
+    assert evaluations[1].predictor["views"]["flip"]["_target_"] == "iseg.inference.flip.Flip"
 
 
 # ------------------------------------------------------------------------------- end to end
@@ -268,7 +285,7 @@ def test_evaluate_py_on_a_folder_set(checkpoint, folder_set, tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable, "evaluate.py", f"checkpoint={checkpoint}", "data=folder", f"data.folder.root={folder_set}",
-        "protocol.max_clicks=3", "predictor.zoom_in.target_size=64", "max_samples=3", "threads=1", "num_examples=1",
+        "protocol.max_clicks=3", "predictor.views.zoom_in.target_size=64", "max_samples=3", "threads=1", "num_examples=1",
         f"hydra.run.dir={tmp_path}",
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -295,7 +312,9 @@ def test_grabcut_real_images_with_fill_rule_weights(tmp_path, one_thread) -> Non
     from tests.golden import load_spec, make_official_checkpoint
 
     path = make_official_checkpoint(load_spec("ritm_hrnet18s_itermask"), tmp_path / "v1.pth")
-    evaluation = evaluate_checkpoint(path, {"grabcut": GrabCutDataset(root)}, max_samples=2, max_clicks=2)[0]
+    evaluation = evaluate_checkpoint(
+        path, {"grabcut": GrabCutDataset(root)}, max_samples=2, protocol=ProtocolConfig(max_clicks=2)
+    )[0]
     references = {entry["image"]: entry for entry in golden["runs"]["always_20"]["samples"]}
     assert [r.name for r in evaluation.records] == sorted(references)[:2]
     for record in evaluation.records:
@@ -362,7 +381,7 @@ def test_wandb_offline_gets_table_curve_and_examples(checkpoint, folder_set, tmp
         cfg = compose(
             "evaluate",
             overrides=[f"checkpoint={checkpoint}", "data=folder", f"data.folder.root={folder_set}", "logger=wandb",
-                       "protocol.max_clicks=2", "predictor.zoom_in.target_size=64", "max_samples=2", "num_examples=2",
+                       "protocol.max_clicks=2", "predictor.views.zoom_in.target_size=64", "max_samples=2", "num_examples=2",
                        f"hydra.run.dir={tmp_path}"],
             return_hydra_config=True,
         )
@@ -412,64 +431,42 @@ def test_benchmark_script_prints_speed_memory_and_digest(checkpoint, folder_set)
 # ------------------------------------------------------------------------------- FCFI
 
 
-class NoFeedbackPredictor(Predictor):
-    """A predictor class that does not pass the newest click and gate (like a future BRS one)."""
-
-    supports_feedback_networks = False
-
-
-def test_fcfi_config_picks_the_zoom_column_from_the_network() -> None:
-    from iseg.evaluation.runner import zoom_in_per_dataset
-    from iseg.models.deeplab_model import DeeplabModel
-    from iseg.models.hrnet_model import HRNetModel
-
-    hrnet, deeplab = HRNetModel.__new__(HRNetModel), DeeplabModel.__new__(DeeplabModel)  # types only, no weights
+def test_fcfi_configs_are_files_per_backbone() -> None:
     fcfi = _compose(["checkpoint=x", "predictor=fcfi"])
-    assert fcfi.fcfi_zoom_in.backbone == "auto" and fcfi.zoom_in_per_dataset is None
     assert fcfi.protocol.boundary_metrics and fcfi.protocol.dilation_ratio == 0.02 and fcfi.protocol.target_iou == 1.01
-    assert fcfi.predictor.with_flip and fcfi.protocol.max_clicks == 20
-    assert zoom_in_per_dataset(fcfi, hrnet)["davis"] == {"target_size": 720, "expansion_ratio": 3.5}
-    assert zoom_in_per_dataset(fcfi, deeplab)["grabcut"] == {"target_size": 600, "expansion_ratio": 3.2}
-    forced = _compose(["checkpoint=x", "predictor=fcfi", "fcfi_zoom_in.backbone=resnet101"])
-    assert zoom_in_per_dataset(forced, hrnet)["berkeley"] == {"target_size": 720, "expansion_ratio": 2.5}
-    with pytest.raises(ValueError, match=r"cannot tell FCFI's zoom-in column for a DiskNet .*fcfi_zoom_in\.backbone"):
-        zoom_in_per_dataset(fcfi, DiskNet())
-    wrong = _compose(["checkpoint=x", "predictor=fcfi", "fcfi_zoom_in.backbone=resnet50"])
-    with pytest.raises(ValueError, match=r"fcfi_zoom_in.backbone='resnet50': choose 'auto' or one of"):
-        zoom_in_per_dataset(wrong, hrnet)
+    assert fcfi.predictor.views.flip and fcfi.protocol.max_clicks == 20
+    assert fcfi.predictor_per_dataset.davis.views.zoom_in == {"target_size": 720, "expansion_ratio": 3.5}
+    assert list(fcfi.predictor_networks) == ["FCFIHRNetModel"]
+    r101 = _compose(["checkpoint=x", "predictor=fcfi_r101"])
+    assert r101.predictor_per_dataset.berkeley.views.zoom_in == {"target_size": 720, "expansion_ratio": 2.5}
+    assert list(r101.predictor_networks) == ["FCFIDeeplabModel"] and r101.predictor.views.zoom_in.all_clicks_in_roi
     ritm = _compose(["checkpoint=x"])
-    assert zoom_in_per_dataset(ritm, hrnet) == {"davis": {"target_size": 600}} and not ritm.protocol.boundary_metrics
+    assert not ritm.protocol.boundary_metrics and not ritm.predictor.views.zoom_in.all_clicks_in_roi
 
 
-def test_feedback_network_under_either_setting_and_a_clear_refusal(folder_set, caplog) -> None:
-    from iseg.evaluation.runner import _log_protocol_choice
+def test_feedback_network_under_either_setting_and_the_ablation_warning(folder_set, caplog) -> None:
+    from iseg.evaluation.runner import check_predictor_networks
     from tests.test_predictor import FeedbackNet
 
     sets = {"folder": FolderDataset(folder_set)}
-    fcfi_like = {"with_flip": True, "zoom_in": {**SMALL_ZOOM, "all_clicks_in_roi": True}}
+    fcfi_like = predictor_config({**SMALL_ZOOM, "all_clicks_in_roi": True})
     evaluation = evaluate_checkpoint(
-        FeedbackNet(radius=4.0), sets, predictor=fcfi_like, max_clicks=3, target_iou=1.01, boundary_metrics=True
+        FeedbackNet(radius=4.0), sets, fcfi_like, protocol=ProtocolConfig(max_clicks=3, target_iou=1.01, boundary_metrics=True)
     )[0]
     assert all(len(r.result.bious) == len(r.result.assds) == 3 for r in evaluation.records)
     assert {"mBIoU@1", "mBIoU@3", "ASSD@1", "ASSD@3"} <= set(evaluation.summary)
     assert evaluation.protocol["boundary_metrics"] and evaluation.protocol["dilation_ratio"] == 0.02
-    ritm_like = evaluate_checkpoint(FeedbackNet(radius=4.0), sets, predictor={"zoom_in": SMALL_ZOOM}, max_clicks=2)[0]
+    ritm_like = evaluate_checkpoint(FeedbackNet(radius=4.0), sets, predictor_config(), protocol=ProtocolConfig(max_clicks=2))[0]
     assert ritm_like.records[0].result.bious is None and "mBIoU@1" not in ritm_like.summary
-    refused = (
-        r"holds FeedbackNet \(an FCFI feedback network\).*NoFeedbackPredictor does not provide them: "
-        "use predictor=fcfi"
-    )
-    with pytest.raises(ValueError, match=refused):
-        evaluate_checkpoint(FeedbackNet(), sets, predictor={"_target_": "tests.test_evaluate.NoFeedbackPredictor"})
 
     with caplog.at_level("WARNING", logger="iseg.evaluation.runner"):
-        _log_protocol_choice(_compose(["checkpoint=x"]), FeedbackNet())
-        _log_protocol_choice(_compose(["checkpoint=x", "predictor=fcfi"]), DiskNet())
-        _log_protocol_choice(_compose(["checkpoint=x", "predictor=fcfi"]), FeedbackNet())
+        check_predictor_networks(_compose(["checkpoint=x"]), FeedbackNet())
+        check_predictor_networks(_compose(["checkpoint=x", "predictor=fcfi"]), DiskNet())
+        check_predictor_networks(_compose(["checkpoint=x", "predictor=fcfi"]), FeedbackNet())
     messages = [record.getMessage() for record in caplog.records]
-    assert len(messages) == 2
-    assert "FeedbackNet (an FCFI feedback network), evaluated here with RITM's predictor settings" in messages[0]
-    assert "DiskNet (a RITM-style network, no feedback input), evaluated here with FCFI's" in messages[1]
+    assert len(messages) == 3
+    assert "holds a FeedbackNet; the predictor settings are made for HRNetModel, DeeplabModel" in messages[0]
+    assert "holds a DiskNet; the predictor settings are made for FCFIHRNetModel" in messages[1]
 
 
 def test_reports_carry_boundary_metrics(tmp_path) -> None:
@@ -511,11 +508,11 @@ def test_evaluate_py_with_an_fcfi_checkpoint_uses_fcfi_settings(tmp_path) -> Non
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "column 'hrnet18s' of the per-dataset table for a FCFIHRNetModel" in result.stdout + result.stderr
+    assert "ablation" not in result.stdout + result.stderr
     assert "mBIoU@1" in result.stdout and "ASSD@2" in result.stdout
     document = json.loads((tmp_path / "out" / "results.json").read_text())["datasets"]["grabcut"]
     assert document["protocol"]["target_iou"] == 1.01 and document["protocol"]["boundary_metrics"]
-    zoom = document["predictor"]["zoom_in"]
+    zoom = document["predictor"]["views"]["zoom_in"]
     assert (zoom["target_size"], zoom["expansion_ratio"], zoom["all_clicks_in_roi"]) == (700, 3.0, True)
-    assert document["predictor"]["with_flip"]
+    assert document["predictor"]["views"]["flip"]
     assert all(len(s["ious"]) == len(s["bious"]) == len(s["assds"]) == 2 for s in document["samples"])

@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from torch import nn
 
 from iseg.interaction.clicks import Click
-from iseg.interaction.next_click import new_click_points
-from iseg.losses import MaskedNormalizedFocalLoss, NormalizedFocalLoss
-from iseg.methods.fcfi import FCFIModule, first_click_new_points
+from iseg.losses import LossTerm, MaskedNormalizedFocalLoss, NormalizedFocalLoss, WindowedLossTerm
+from iseg.methods.interactive import InteractiveModule
+from iseg.models.fcfi.inputs import FCFIInputs, first_click_new_points, new_click_points
 from tests.conftest import CONF_DIR, compose_train_config
 
 H, W, N = 24, 32, 4
@@ -23,8 +23,10 @@ H, W, N = 24, 32, 4
 class RecordingFeedbackNet(nn.Module):
     """Stand-in FCFI network (same call contract); predicts the left half, records every call."""
 
-    takes_feedback = True
     with_prev_mask = True
+
+    def default_inputs(self) -> FCFIInputs:
+        return FCFIInputs()
 
     def __init__(self, logit: float = 8.0):
         super().__init__()
@@ -64,8 +66,18 @@ class RecordingFeedbackNet(nn.Module):
         return {"scale": 1.0, "head.weight": 0.1, "head.bias": 0.1}
 
 
-def make_module(net: nn.Module, **kwargs) -> FCFIModule:
-    return FCFIModule(net, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), **kwargs)
+def fcfi_losses(feedback1: float = 0.2, feedback2: float = 0.2) -> dict[str, LossTerm]:
+    """FCFI's loss table as conf/method/fcfi.yaml builds it."""
+    return {
+        "instance": LossTerm(NormalizedFocalLoss(), "instances", 1.0),
+        "feedback1": WindowedLossTerm(MaskedNormalizedFocalLoss(), "updated_feedback1", "valid_masks", feedback1),
+        "feedback2": LossTerm(NormalizedFocalLoss(), "updated_feedback2", feedback2),
+    }
+
+
+def make_module(net: nn.Module, feedback1: float = 0.2, feedback2: float = 0.2, **kwargs) -> InteractiveModule:
+    optimizer = lambda params: torch.optim.Adam(params, lr=1e-3)  # noqa: E731
+    return InteractiveModule(net, optimizer, fcfi_losses(feedback1, feedback2), **kwargs)
 
 
 def make_batch(gt_left_half: bool = False) -> dict[str, torch.Tensor]:
@@ -190,7 +202,7 @@ def test_masked_nfl_keeps_only_exact_ones_and_applies_a_second_sigmoid():
 
 def test_loss_terms_weights_and_no_aux_loss():
     net = RecordingFeedbackNet()
-    module = make_module(net, feedback1_loss_weight=0.2, feedback2_loss_weight=0.3)
+    module = make_module(net, feedback1=0.2, feedback2=0.3)
     batch = make_batch()
     outputs = net(torch.cat((batch["images"], torch.zeros(2, 1, H, W)), 1), batch["points"], first_click_new_points(batch["points"]), 0.0)
     total, logs = module.losses(outputs, batch["instances"], "train")
@@ -207,12 +219,13 @@ def test_loss_terms_weights_and_no_aux_loss():
         torch.testing.assert_close(logs[name], value)
     want = terms["train/loss_instance"] + 0.2 * terms["train/loss_feedback1"] + 0.3 * terms["train/loss_feedback2"]
     torch.testing.assert_close(total, want)
-    _, logs = make_module(net, feedback1_loss_weight=0.0).losses(outputs, gt, "val")
+    _, logs = make_module(net, feedback1=0.0).losses(outputs, gt, "val")
     assert set(logs) == {"val/loss_instance", "val/loss_feedback2"}
-    with pytest.raises(ValueError, match="never add the aux loss"):
-        make_module(net, aux_loss_weight=0.4)
-    with pytest.raises(TypeError, match="not an FCFI network"):
-        make_module(nn.Conv2d(1, 1, 1))
+    missing = {"instance": LossTerm(NormalizedFocalLoss(), "instances"), "mask": LossTerm(NormalizedFocalLoss(), "masks")}
+    with pytest.raises(KeyError, match=r"loss term on output 'masks': the network returned only \['instances'"):
+        InteractiveModule(net, torch.optim.Adam, missing).losses(outputs, gt, "train")
+    with pytest.raises(ValueError, match="losses is empty"):
+        InteractiveModule(net, torch.optim.Adam, {"aux": None})
 
 
 def test_optimizer_groups_follow_lr_multipliers():
@@ -230,16 +243,18 @@ def test_optimizer_groups_follow_lr_multipliers():
 )
 def test_model_configs(tmp_path, model, weights, net_class):
     cfg = compose_train_config(tmp_path, [f"model={model}"])
-    assert cfg.model._target_ == "iseg.methods.fcfi.FCFIModule"
-    assert cfg.model.aux_loss_weight == 0.0
-    assert cfg.model.feedback1_loss_weight == cfg.model.feedback2_loss_weight == weights
+    assert cfg.model._target_ == "iseg.methods.interactive.InteractiveModule"
+    assert cfg.model.losses.aux is None and cfg.model.inputs is None  # the network's own adapter
+    assert cfg.model.losses.feedback1.weight == cfg.model.losses.feedback2.weight == weights
+    assert cfg.model.losses.feedback1.loss.alpha == cfg.model.losses.instance.loss.alpha == 0.5
     assert cfg.model.net._target_.endswith(net_class)
     assert cfg.model.net.expansion_ratio == 0.3 and cfg.model.net.update_num == 1 and cfg.model.net.with_prev_mask
 
 
 def test_hrnet_lr_groups_from_the_real_network(tmp_path):
     cfg = compose_train_config(tmp_path, ["model=fcfi_hrnet18s", "model.net.backbone_lr_mult=0.1"])
-    module = instantiate(cfg.model, _recursive_=False)
+    module = instantiate(cfg.model)
+    assert isinstance(module.inputs, FCFIInputs) and list(module.loss_terms) == ["instance", "feedback1", "feedback2"]
     assert sum(p.numel() for p in module.net.parameters()) == pytest.approx(10.16e6, rel=1e-3)  # spec §3.1
     optimizer = module.configure_optimizers()["optimizer"]
     names = {id(p): n for n, p in module.net.named_parameters()}
@@ -262,7 +277,7 @@ def test_experiment_configs_compose(tmp_path):
         cfg = compose_train_config(tmp_path, [f"experiment={name}", "data.root=/nowhere"], tiny=False)
         assert cfg.data.batch_size == batch and cfg.trainer.max_epochs == epochs
         assert list(cfg.model.scheduler.milestones) == milestones and cfg.model.optimizer.lr == 5e-4
-        assert cfg.model.feedback1_loss_weight == cfg.model.feedback2_loss_weight == weight
+        assert cfg.model.losses.feedback1.weight == cfg.model.losses.feedback2.weight == weight
         assert cfg.model.net.pretrained and cfg.model.net.backbone_lr_mult == 0.1
         for split in ("train_dataset", "val_dataset"):
             assert cfg.data[split].points_sampler.first_click_center is True
@@ -345,7 +360,7 @@ def test_fcfi_models_fast_dev_run_on_each_training_set(model, data, tmp_path):
         "data.persistent_workers=false", "data.val_dataset.epoch_len=2",
         "data.train_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.augmentator.crop_size=[64,96]",
         "+data.train_dataset.points_sampler.first_click_center=true",
-        "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
+        "model.protocol_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
         "~callbacks.model_summary",
     ]
@@ -356,10 +371,11 @@ def test_fcfi_models_fast_dev_run_on_each_training_set(model, data, tmp_path):
     assert 1.0 <= noc90 <= 2.0
 
 
-def test_iterative_click_module_refuses_an_fcfi_network():
-    from iseg.methods.iterative_click import IterativeClickModule
+def test_the_module_takes_the_network_s_own_adapter():
     from iseg.models.fcfi.hrnet_model import FCFIHRNetModel
+    from iseg.models.inputs import ClickInputs
 
     net = FCFIHRNetModel(width=18, ocr_width=48, small=True, mid_ch=8, with_prev_mask=True, use_rgb_conv=False)
-    with pytest.raises(TypeError, match="FCFIHRNetModel is an FCFI network.*FCFIModule"):
-        IterativeClickModule(net, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
+    assert isinstance(make_module(net).inputs, FCFIInputs)
+    given = ClickInputs()
+    assert make_module(RecordingFeedbackNet(), inputs=given).inputs is given

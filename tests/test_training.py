@@ -78,7 +78,7 @@ def test_resume_continues_the_step_count(trained_run, tmp_path):
 
 def test_optimizer_applies_the_reference_lr_multipliers(tmp_path):
     cfg = compose_train_config(tmp_path, ["model.net.backbone_lr_mult=0.1"])
-    module = instantiate(cfg.model, _recursive_=False)
+    module = instantiate(cfg.model)
     optimizer = module.configure_optimizers()["optimizer"]
     by_mult = {g["lr_mult"]: {id(p) for p in g["params"]} for g in optimizer.param_groups}
     names = {id(p): n for n, p in module.net.named_parameters()}
@@ -90,7 +90,7 @@ def test_optimizer_applies_the_reference_lr_multipliers(tmp_path):
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     cfg = compose_train_config(tmp_path)
-    module = instantiate(cfg.model, _recursive_=False)
+    module = instantiate(cfg.model)
     batch = {
         "images": torch.full((2, 3, 32, 48), float("nan")),
         "points": torch.tensor([[[10.0, 10.0, 100.0], [-1.0, -1.0, -1.0]]] * 2),

@@ -13,7 +13,6 @@ from iseg.inference.zoom_in import (
     bbox_iou,
     clamp_bbox,
     expand_bbox,
-    make_zoom_in,
     roi_output_size,
 )
 from iseg.interaction.clicks import Click
@@ -206,7 +205,7 @@ def test_skip_clicks_counts_clicks_not_predictions() -> None:
 
 
 def test_fixed_mode_crops_the_whole_image_from_the_first_click() -> None:
-    zoom = make_zoom_in("fixed64")
+    zoom = ZoomIn.fixed(64)
     assert zoom.skip_clicks == -1 and zoom.target_size == (64, 64)
     image = _image()
     crop, clicks = zoom.transform(image, [Click(150, 200, True)])
@@ -245,26 +244,40 @@ def test_transform_needs_one_image() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("params", "message"),
     [
-        ("fixed", r"'fixed<N>'.*'fixed'"),
         ({"target_size": 0}, "target_size"),
         ({"target_size": (400,)}, "target_size"),
         ({"expansion_ratio": -1.0}, "expansion_ratio"),
-        ({"target_sise": 400}, "target_sise"),
+        ({"skip_clicks": -2}, "skip_clicks"),
     ],
 )
-def test_bad_specs_name_the_value(spec, message: str) -> None:
+def test_bad_parameters_name_the_value(params, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        make_zoom_in(spec)
+        ZoomIn(**params)
 
 
-def test_make_zoom_in_accepts_the_config_forms() -> None:
-    assert make_zoom_in(None) is None
-    zoom = ZoomIn()
-    assert make_zoom_in(zoom) is zoom
-    from_dict = make_zoom_in({"target_size": [448, 448], "skip_clicks": -1})
-    assert from_dict.target_size == (448, 448) and from_dict.skip_clicks == -1
-    defaults = make_zoom_in({"target_size": 600})
+def test_config_lists_and_defaults() -> None:
+    from_list = ZoomIn(target_size=[448, 448], skip_clicks=-1)  # YAML gives lists
+    assert from_list.target_size == (448, 448) and from_list.skip_clicks == -1
+    defaults = ZoomIn(target_size=600)
     assert (defaults.skip_clicks, defaults.expansion_ratio, defaults.min_crop_size) == (1, 1.4, 200)
     assert (defaults.recompute_thresh_iou, defaults.prob_thresh, defaults.all_clicks_in_roi) == (0.5, 0.5, False)
+
+
+def test_view_moves_scribbles_and_boxes_like_clicks() -> None:
+    """The view maps every prompt through its points: a scribble's points land where the same clicks do."""
+    from iseg.inference.views import Frame
+    from iseg.interaction.prompts import Box, Scribble
+
+    zoom = _zoom_with(_blob((100, 119), (200, 239)), target_size=100, min_crop_size=20)
+    clicks = [Click(110, 210, True), Click(111, 212, True)]
+    _, moved_clicks = zoom.transform(_image(), clicks)
+    zoom = _zoom_with(_blob((100, 119), (200, 239)), target_size=100, min_crop_size=20)
+    image = _image()
+    frame = Frame(image[:, :3], image[:, 3:], [[Scribble(((110, 210), (111, 212)), True), Box(110, 210, 111, 212)]])
+    out = zoom.forward(frame)
+    scribble, box = out.prompts[0]
+    assert scribble.points == tuple((c.y, c.x) for c in moved_clicks)
+    assert (box.y0, box.x0, box.y1, box.x1) == (*scribble.points[0], *scribble.points[1])
+    assert out.image.shape[1] == 3 and out.prev.shape[1] == 1 and out.image.shape[2:] == out.prev.shape[2:]

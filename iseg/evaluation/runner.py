@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,25 @@ PredictorFactory = Callable[..., Interactive]
 or what Hydra builds from a ``_partial_`` predictor config."""
 
 
+def compose_eval_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """conf/eval/evaluate.yaml composed with Hydra overrides, for Python callers outside a Hydra app.
+
+    ``compose_eval_config(["predictor=fcfi_h18s"]).predictor`` is the predictor config evaluate.py
+    would build; the defaults live in the config files only.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR / "eval"), version_base="1.3"):
+        return compose("evaluate", overrides=["checkpoint=unused", *overrides])
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | nn.Module,
     datasets: Mapping[str, EvaluationSet | str | Path],
-    predictor: PredictorFactory | Mapping[str, Any],
+    predictor: PredictorFactory | Mapping[str, Any] | None = None,
     *,
     predictor_per_dataset: Mapping[str, Mapping[str, Any]] | None = None,
     protocol: ProtocolConfig | None = None,
@@ -111,7 +126,8 @@ def evaluate_checkpoint(
         datasets: name -> an :class:`~iseg.data.eval.EvaluationSet`, or the root folder of the
             registered set of that name (``{'grabcut': '/data/GrabCut'}``).
         predictor: a predictor factory, or its Hydra config (``_target_`` + ``_partial_: true``,
-            e.g. the ``predictor`` node of conf/eval/predictor/ritm.yaml).
+            e.g. the ``predictor`` node of conf/eval/predictor/ritm.yaml); None: RITM's, that file
+            with its ``predictor_per_dataset`` (see :func:`compose_eval_config`).
         predictor_per_dataset: set name -> changes merged into the predictor config for that set
             (e.g. ``{'davis': {'views': {'zoom_in': {'target_size': 600}}}}``); needs a config predictor.
         protocol: the loop's settings (default: :class:`ProtocolConfig`'s, RITM's protocol).
@@ -130,6 +146,11 @@ def evaluate_checkpoint(
         raise ValueError("no evaluation set given")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
+    if predictor is None:
+        defaults = compose_eval_config()
+        predictor = OmegaConf.to_container(defaults.predictor, resolve=True)
+        if predictor_per_dataset is None:
+            predictor_per_dataset = OmegaConf.to_container(defaults.predictor_per_dataset, resolve=True)
     if predictor_per_dataset and not isinstance(predictor, Mapping):
         raise ValueError("predictor_per_dataset changes a predictor config: pass predictor as a mapping with _target_")
     protocol = protocol or ProtocolConfig()
