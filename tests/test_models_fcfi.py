@@ -19,6 +19,7 @@ from iseg.models.checkpoints import CheckpointError, describe_architecture, load
 from iseg.models.deeplab_model import DeeplabModel
 from iseg.models.fcfi import FCFIDeeplabModel, FCFIHRNetModel
 from iseg.models.fcfi.ffcm import FocusedCorrectionModule
+from iseg.models.fcfi.inputs import FCFIInputs
 from iseg.models.hrnet_model import HRNetModel
 from tests.golden import load_io, load_spec, make_official_checkpoint, official_config
 
@@ -66,7 +67,7 @@ def _reference_calls(model: nn.Module, io: dict[str, np.ndarray]) -> dict[str, d
 def test_official_checkpoint_reproduces_reference_outputs(variant: str, official_models: dict[str, nn.Module]) -> None:
     """Golden README tolerances: logits 1e-4 * max|ref| + 1e-5, feedback maps 2e-3, click maps exact."""
     model, io = official_models[variant], load_io(variant)
-    assert type(model) is VARIANTS[variant] and not model.training and model.takes_feedback
+    assert type(model) is VARIANTS[variant] and not model.training and isinstance(model.default_inputs(), FCFIInputs)
     outputs = _reference_calls(model, io)
     assert "valid_masks" not in outputs["gate0"]  # eval mode -> inference (hard window) path
     compared = 0
@@ -330,4 +331,4 @@ def test_lightning_checkpoints_of_fcfi_nets(small_hrnet: FCFIHRNetModel, tmp_pat
     wrong = r"\(lightning checkpoint\).*HRNetModel \[HRNet-W18-small.*seems to hold \[.*FCFI"
     with pytest.raises(CheckpointError, match=wrong):
         load_model(_lightning(small_hrnet, ritm_config))
-    assert not getattr(DeeplabModel, "takes_feedback", False) and not getattr(HRNetModel, "takes_feedback", False)
+    assert isinstance(loaded.default_inputs(), FCFIInputs)

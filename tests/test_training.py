@@ -62,7 +62,7 @@ def test_checkpoint_loads_through_the_public_loader(trained_run):
     predictor = Predictor.from_checkpoint(str(last), device="cpu")
     image = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
     predictor.set_image(image)
-    probs = predictor.add_click(Click(30, 40, True))
+    probs = predictor.add(Click(30, 40, True))
     assert probs.shape == (64, 96) and 0.0 <= probs.min() <= probs.max() <= 1.0
 
 
