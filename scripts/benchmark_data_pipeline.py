@@ -33,6 +33,7 @@ from iseg.data.eval.grabcut import GrabCutDataset
 from iseg.data.image_io import decode_rgb
 from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
+from iseg.data.source import SampleSource
 from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator
 from iseg.interaction.sampler import MultiPointSampler
 
@@ -42,23 +43,21 @@ _LABELS = np.zeros(256, np.uint8)  # raw GrabCut mask value -> label
 _LABELS[129:], _LABELS[1], _LABELS[128] = OBJECT, OBJECT, IGNORE
 
 
-class GrabCutTrainingSet(InteractiveDataset):
-    """GrabCut's 50 images as a training set: both files decoded on every access, like SBD or COCO.
+class GrabCutTrainingSource(SampleSource):
+    """GrabCut's 50 images as a training source: both files decoded on every access, like SBD or COCO.
 
     Decoding follows ``GrabCutDataset`` (channel 0 of the mask; 1 or > 128 object, 128 ignore);
     the image is decoded straight to RGB and the single-channel masks as grayscale, which give
     the same arrays for less work.
     """
 
-    def __init__(self, root: Path, **kwargs) -> None:
+    def __init__(self, root: Path) -> None:
         self.entries = GrabCutDataset(root, check_masks=False).entries
-        super().__init__(**kwargs)
 
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return len(self.entries)
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
         entry = self.entries[index]
         image = decode_rgb(entry.image_path)
         raw = cv2.imread(str(entry.mask_path), cv2.IMREAD_GRAYSCALE)
@@ -70,9 +69,10 @@ class GrabCutTrainingSet(InteractiveDataset):
 
 def build_module(root: Path, items: int, batch_size: int, num_workers: int, seed: int) -> InteractiveDataModule:
     sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15, max_num_merged_objects=2)
-    common = dict(points_sampler=sampler, min_object_area=80, keep_background_prob=0.0)
-    train = GrabCutTrainingSet(root, augmentator=coco_lvis_train_augmentator((320, 480)), epoch_len=items, **common)
-    val = GrabCutTrainingSet(root, augmentator=coco_lvis_val_augmentator((320, 480)), **common)
+    common = dict(sampler=sampler, min_object_area=80, keep_background_prob=0.0)
+    source = GrabCutTrainingSource(root)
+    train = InteractiveDataset(source, augmentation=coco_lvis_train_augmentator((320, 480)), epoch_len=items, **common)
+    val = InteractiveDataset(source, augmentation=coco_lvis_val_augmentator((320, 480)), **common)
     return InteractiveDataModule(train, val, batch_size=batch_size, num_workers=num_workers, seed=seed)
 
 
@@ -129,9 +129,10 @@ def stage_breakdown(dataset: InteractiveDataset, items: int) -> dict[str, float]
 
         return wrapper
 
-    dataset.get_sample = timed("read", dataset.get_sample)
+    source, sampler = dataset.source, dataset.sampler
+    source.get_sample = timed("read", source.get_sample)
     dataset.augment_sample = timed("augment", dataset.augment_sample)
-    dataset.points_sampler = timed("sampler", dataset.points_sampler)
+    dataset.sampler = timed("sampler", sampler)
     try:
         dataset.seed(0)
         for i in range(min(10, items)):  # warm-up
@@ -142,8 +143,8 @@ def stage_breakdown(dataset: InteractiveDataset, items: int) -> dict[str, float]
             dataset[i]
         total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     finally:
-        for name in ("get_sample", "augment_sample", "points_sampler"):
-            del dataset.__dict__[name]
+        del source.__dict__["get_sample"], dataset.__dict__["augment_sample"]
+        dataset.sampler = sampler
     named = sum(times.values())
     result = {name: 1e3 * t / items for name, t in times.items()}
     result["to-tensor + rest"] = 1e3 * (total - named) / items

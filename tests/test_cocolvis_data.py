@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import subprocess
@@ -14,8 +15,9 @@ import pytest
 from hydra.utils import instantiate
 
 import iseg.data.coco_lvis_conversion as conversion
-from iseg.data.coco_lvis import CocoLvisDataset, decode_mask_layers
+from iseg.data.coco_lvis import CocoLvisSource, decode_mask_layers
 from iseg.data.coco_lvis_datamodule import CocoLvisDataModule
+from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.coco_lvis_masks import box_iou, build_hierarchy, encode_layers, merge_instances, stuff_remainders
 from iseg.data.eval.layout import DatasetLayoutError
 from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator
@@ -32,8 +34,8 @@ from tests.conftest import ROOT, compose_train_config
 SAMPLER = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15)
 
 
-def _dataset(root: Path, **kwargs) -> CocoLvisDataset:
-    return CocoLvisDataset(SAMPLER, root, **kwargs)
+def _source(root: Path, **kwargs) -> CocoLvisSource:
+    return CocoLvisSource(root, **kwargs)
 
 
 def _object_masks(sample) -> dict[int, np.ndarray]:
@@ -43,9 +45,9 @@ def _object_masks(sample) -> dict[int, np.ndarray]:
 # ---------------------------------------------------------------------- preprocessed layout
 def test_layered_masks_hierarchy_and_stuff_zeroed(tmp_path):
     written = write_preprocessed_cocolvis(tmp_path, splits=("train",))
-    dataset = _dataset(tmp_path, split="train", stuff_prob=0.0)
-    assert dataset.num_samples == 2
-    sample = dataset.get_sample(0)
+    source = _source(tmp_path, split="train", stuff_prob=0.0)
+    assert len(source) == 2
+    sample = source.get_sample(0, np.random.default_rng(0))
     whole, part, other, stuff = written["train"]["train_0"]
     assert sample.masks.shape[2] == 2, "the part overlaps the whole: two layers"
     masks = _object_masks(sample)
@@ -55,20 +57,36 @@ def test_layered_masks_hierarchy_and_stuff_zeroed(tmp_path):
     assert sorted(sample.root_objects) == [0, 2]
     assert sample.objects[1].parent == 0 and sample.objects[0].children == [1]
     assert sample.background_mask[stuff].all(), "stuff pixels are background when stuff is not drawn"
-    assert dataset.sample_object_ids(0) == [0, 1, 2]
+    assert source.sample_object_ids(0) == [0, 1, 2]
 
 
 def test_stuff_becomes_a_root_object_with_stuff_prob_one(tmp_path):
     written = write_preprocessed_cocolvis(tmp_path, splits=("train",))
-    sample = _dataset(tmp_path, stuff_prob=1.0).get_sample(1)
+    source = _source(tmp_path, stuff_prob=1.0)
+    sample = source.get_sample(1, np.random.default_rng(0))
     assert set(sample.objects) == {0, 1, 2, 3} and sorted(sample.root_objects) == [0, 2, 3]
     np.testing.assert_array_equal(sample.get_object_mask(3) == 1, written["train"]["train_1"][3])
+    # without a generator (the evaluation view) nothing is drawn: stuff stays background
+    assert set(source.get_sample(1).objects) == {0, 1, 2} and source.sample_object_ids(1) == [0, 1, 2]
+
+
+def test_stuff_is_drawn_from_the_datasets_generator(tmp_path):
+    write_preprocessed_cocolvis(tmp_path, splits=("train",))
+    source = _source(tmp_path, stuff_prob=0.5)
+    rng = np.random.default_rng(1)
+    assert np.mean([3 in source.get_sample(0, rng).objects for _ in range(400)]) == pytest.approx(0.5, abs=0.1)
+    dataset = InteractiveDataset(source, SAMPLER, seed=0)
+    draws = []
+    for _ in range(2):
+        dataset.seed(7)
+        draws.append([sorted(source.get_sample(0, dataset.rng).objects) for _ in range(20)])
+    assert draws[0] == draws[1] and len({len(d) for d in draws[0]}) == 2, "the dataset's seed fixes the stuff draws"
 
 
 def test_items_drop_small_objects_after_augmentation(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
-    dataset = _dataset(tmp_path, augmentator=coco_lvis_train_augmentator((48, 64)), min_object_area=1000,
-                       epoch_len=6, seed=0)
+    dataset = InteractiveDataset(_source(tmp_path), SAMPLER, coco_lvis_train_augmentator((48, 64)), min_object_area=1000,
+                                 epoch_len=6, seed=0)
     for k in range(len(dataset)):
         item = dataset[k]
         assert item["images"].shape == (3, 48, 64) and item["points"].shape == (48, 3)
@@ -79,70 +97,71 @@ def test_items_drop_small_objects_after_augmentation(tmp_path):
 def test_allow_list_keeps_the_listed_images(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",), num_images=3)
     (tmp_path / "train" / "allow.json").write_text('["train_2", "train_0"]')
-    dataset = _dataset(tmp_path, allow_list="allow.json")
-    assert [image_id for image_id, _ in dataset.samples] == ["train_0", "train_2"]
+    source = _source(tmp_path, allow_list="allow.json")
+    assert [image_id for image_id, _ in source.samples] == ["train_0", "train_2"]
 
 
 def test_images_can_be_read_from_another_folder(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
     (tmp_path / "train" / "images").rename(tmp_path / "train2017")
     with pytest.raises(DatasetLayoutError, match=r"train/images"):
-        _dataset(tmp_path)
-    assert _dataset(tmp_path, images_dir="{split}2017").get_sample(0).image.shape == (64, 96, 3)
+        _source(tmp_path)
+    assert _source(tmp_path, images_dir="{split}2017").get_sample(0).image.shape == (64, 96, 3)
 
 
 def test_missing_root_shows_the_expected_layout(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"(?s)not found.*train/images/.*train/masks/.*hannotation\.pickle"):
-        _dataset(tmp_path / "nowhere")
+        _source(tmp_path / "nowhere")
 
 
 def test_corrupt_annotation_names_the_file(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
     (tmp_path / "train" / "hannotation.pickle").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="hannotation.pickle cannot be read"):
-        _dataset(tmp_path)
+        _source(tmp_path)
 
 
 def test_corrupt_mask_pickle_names_the_file(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
     (tmp_path / "train" / "masks" / "train_1.pickle").write_bytes(b"\x80\x04garbage")
-    dataset = _dataset(tmp_path)
+    source = _source(tmp_path)
     with pytest.raises(ValueError, match=r"masks/train_1\.pickle"):
-        dataset.get_sample(1)
+        source.get_sample(1)
 
 
 def test_annotated_image_without_file_is_an_error(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
     (tmp_path / "train" / "images" / "train_1.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"1 of the 2 images .* missing: .*train_1\.jpg"):
-        _dataset(tmp_path)
+        _source(tmp_path)
 
 
 def test_mask_of_another_size_names_both_files(tmp_path):
     write_preprocessed_cocolvis(tmp_path, splits=("train",))
     write_noise_jpeg(tmp_path / "train" / "images" / "train_0.jpg", (32, 48))
     with pytest.raises(ValueError, match=r"(?s)train_0\.pickle.*\(64, 96\).*train_0\.jpg.*\(32, 48\)"):
-        _dataset(tmp_path).get_sample(0)
+        _source(tmp_path).get_sample(0)
 
 
 def test_datamodule_batch_from_the_preprocessed_layout(tmp_path):
     write_preprocessed_cocolvis(tmp_path)
     crop = (48, 64)
 
-    def factory(augmentator):
-        return lambda root, split: CocoLvisDataset(SAMPLER, root, split=split, augmentator=augmentator, epoch_len=4)
+    def factory(split, augmentation):
+        source = functools.partial(CocoLvisSource, split=split)
+        return functools.partial(InteractiveDataset, source=source, sampler=SAMPLER, augmentation=augmentation, epoch_len=4)
 
     module = CocoLvisDataModule(
         tmp_path,
-        lambda root: factory(coco_lvis_train_augmentator(crop))(root, "train"),
-        lambda root: factory(coco_lvis_val_augmentator(crop))(root, "val"),
+        factory("train", coco_lvis_train_augmentator(crop)),
+        factory("val", coco_lvis_val_augmentator(crop)),
         batch_size=2,
         seed=0,
     )
     module.setup("fit")
     batch = next(iter(module.train_dataloader()))
     assert batch["images"].shape == (2, 3, *crop) and batch["instances"].shape == (2, 1, *crop)
-    assert module.val_dataset.split == "val" and module.protocol_samples(2)[0][2] == "val/val_0#0"
+    assert module.val_dataset.source.split == "val" and module.protocol_samples(2)[0][2] == "val/val_0#0"
 
 
 # ---------------------------------------------------------------------- the merge rules
@@ -233,7 +252,7 @@ def test_conversion_applies_the_reference_rules(tmp_path, form):
     assert (train["lvis_images_not_in_coco_split"], train["images_without_instances"]) == (1, 1)
     assert (train["coco_duplicates"], train["lvis_duplicates"], train["small_masks"]) == (1, 1, 3)
     assert os.path.islink(tmp_path / "out" / "train" / "images" / "000000000001.jpg")
-    sample = _dataset(tmp_path / "out", stuff_prob=1.0).get_sample(0)
+    sample = _source(tmp_path / "out", stuff_prob=1.0).get_sample(0, np.random.default_rng(0))
     assert sample.image.shape[:2] == RAW_SIZE and len(sample.objects) == 7
 
 
@@ -311,8 +330,8 @@ def test_cocolvis_config_converts_raw_input(tmp_path):
         f"data.coco_root={files.coco_root}", f"data.lvis_root={files.lvis_root}",
     ], tiny=False)
     module = instantiate(cfg.data)
-    assert isinstance(module, CocoLvisDataModule) and module.train_dataset.num_samples == 2
-    assert module.val_dataset.num_samples == 1 and module.train_dataset.stuff_prob == 0.3
+    assert isinstance(module, CocoLvisDataModule) and len(module.train_dataset.source) == 2
+    assert len(module.val_dataset.source) == 1 and module.train_dataset.source.stuff_prob == 0.3
     assert module.conversion_counts["train"]["images"] == 2
 
 
@@ -325,9 +344,9 @@ def test_raw_source_needs_both_roots(tmp_path):
 TRAIN_OVERRIDES = [
     "data=cocolvis", "data.batch_size=2", "data.num_workers=0", "data.persistent_workers=false",
     "data.train_dataset.epoch_len=2", "data.val_dataset.epoch_len=2",
-    "data.train_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.augmentator.crop_size=[64,96]",
+    "data.train_dataset.augmentation.crop_size=[64,96]", "data.val_dataset.augmentation.crop_size=[64,96]",
     "data.train_dataset.min_object_area=20", "data.val_dataset.min_object_area=20",
-    "model.protocol.num_samples=1", "model.protocol.max_clicks=2", "trainer=cpu", "trainer.fast_dev_run=true",
+    "model.protocol_samples=1", "model.protocol.max_clicks=2", "trainer=cpu", "trainer.fast_dev_run=true",
     "trainer.enable_progress_bar=false", "validate_before_training=false", "logger=csv", "~callbacks.model_summary",
 ]
 

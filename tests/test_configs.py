@@ -7,6 +7,8 @@ import torch
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
+from iseg.interaction.prompts import Click
+
 from tests.conftest import CONF_DIR, compose_train_config
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -25,7 +27,7 @@ def test_groups_are_present():
 @pytest.mark.parametrize("model", MODELS)
 def test_model_config_instantiates(model, tmp_path):
     cfg = compose_train_config(tmp_path, [f"model={model}"])
-    module = instantiate(cfg.model, _recursive_=False)
+    module = instantiate(cfg.model)
     net = module.net
     assert type(net).__name__ == cfg.model.net._target_.rsplit(".", 1)[1]
     # every parameter gets a learning-rate multiplier, and the optimizer covers them all once
@@ -36,12 +38,12 @@ def test_model_config_instantiates(model, tmp_path):
     assert len(grouped) == len(list(net.parameters())) == len({id(p) for p in grouped})
     for group in optimizer.param_groups:
         assert group["lr"] == pytest.approx(cfg.model.optimizer.lr * group["lr_mult"])
-    # the ITER-M input: image + previous mask, clicks in the (B, 2N, 3) layout
-    points = torch.tensor([[[20.0, 30.0, 0.0], [-1.0, -1.0, -1.0]]])
-    # FCFI networks also take the newest click (y, x, label) and the feedback gate
-    feedback_args = (torch.tensor([[[20, 30, 1]]]), 0.0) if getattr(net, "takes_feedback", False) else ()
+    # the method's adapter builds the inputs (RITM: image + previous mask and the (B, 2N, 3) clicks;
+    # FCFI: also the newest click and the gate) from a click list
+    prompts = module.inputs.encode([[Click(20.0, 30.0, True)]], "cpu")
+    image, prev = torch.rand(1, 3, 64, 96), torch.zeros(1, 1, 64, 96)
     with torch.no_grad():
-        out = net.eval()(torch.rand(1, 4, 64, 96), points, *feedback_args)
+        out = net.eval()(**module.inputs(image, prev, prompts, step=0))
     assert out["instances"].shape == (1, 1, 64, 96)
 
 
@@ -53,7 +55,7 @@ def test_experiment_composes(experiment, tmp_path):
     assert cfg.model.net.backbone_lr_mult == 0.1 and cfg.model.net.maps_scale_init == 0.05
     assert cfg.model.optimizer.lr == 5e-4
     assert cfg.trainer.max_epochs >= 200
-    assert list(cfg.data.train_dataset.augmentator.crop_size) == [320, 480]
+    assert list(cfg.data.train_dataset.augmentation.crop_size) == [320, 480]
 
 
 @pytest.mark.parametrize("trainer", ["default", "cpu"])
@@ -78,7 +80,7 @@ def test_synthetic_data_adjusts_the_model_for_training_from_scratch(tmp_path):
     cfg = compose_train_config(tmp_path, tiny=False)
     assert cfg.model.net.pretrained is False
     assert cfg.model.net.backbone_lr_mult == 1.0 and cfg.model.net.maps_scale_init == 1.0
-    module = instantiate(cfg.model, _recursive_=False)
+    module = instantiate(cfg.model)
     assert module.net.maps_transform[3].scale.item() == 1.0
 
 

@@ -34,8 +34,9 @@ def _probe(root: Path, weights: Path, out: Path) -> None:
     import numpy as np
     import torch
 
+    from iseg.data.interactive_dataset import InteractiveDataset
     from iseg.data.root_datamodule import RootDataModule
-    from iseg.data.sbd import SBDDataset
+    from iseg.data.sbd import SBDSource
     from iseg.interaction.sampler import MultiPointSampler
 
     torch.set_num_threads(1)
@@ -43,14 +44,15 @@ def _probe(root: Path, weights: Path, out: Path) -> None:
     sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15)
     module = RootDataModule(
         str(root),
-        functools.partial(SBDDataset, split="train", points_sampler=sampler, samples_weights=weights),
-        functools.partial(SBDDataset, split="val", points_sampler=sampler),
+        functools.partial(InteractiveDataset, source=functools.partial(SBDSource, split="train", samples_weights=weights),
+                          sampler=sampler),
+        functools.partial(InteractiveDataset, source=functools.partial(SBDSource, split="val"), sampler=sampler),
         batch_size=2,
     )
     names = {}
-    for dataset in (module.train_dataset, module.val_dataset):
-        for i, name in enumerate(dataset.names):
-            image = dataset.get_sample(i).image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    for source in (module.train_dataset.source, module.val_dataset.source):
+        for i, name in enumerate(source.names):
+            image = source.get_sample(i).image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
             names[_fingerprint(torch.from_numpy(image))] = name
 
     class Probe(L.LightningModule):

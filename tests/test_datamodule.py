@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from iseg.data.datamodule import InteractiveDataModule
-from iseg.data.interactive_dataset import expand_item
-from iseg.data.synthetic import SyntheticShapesDataset
+from iseg.data.interactive_dataset import InteractiveDataset, expand_item
+from iseg.data.synthetic import SyntheticShapesSource
 from iseg.data.transforms import coco_lvis_train_augmentator, coco_lvis_val_augmentator, sbd_train_augmentator
 from iseg.interaction.sampler import MultiPointSampler
 
@@ -19,9 +19,10 @@ CROP = (48, 64)
 
 def _module(seed: int | None = 0, num_workers: int = 0, batch_size: int = 4, **kwargs) -> InteractiveDataModule:
     sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15)
-    common = dict(points_sampler=sampler, num_samples=16, image_size=(56, 80))
-    train = SyntheticShapesDataset(split="train", augmentator=coco_lvis_train_augmentator(CROP), epoch_len=32, **common)
-    val = SyntheticShapesDataset(split="val", augmentator=coco_lvis_val_augmentator(CROP), **common)
+    train_source = SyntheticShapesSource(split="train", num_samples=16, image_size=(56, 80))
+    val_source = SyntheticShapesSource(split="val", num_samples=16, image_size=(56, 80))
+    train = InteractiveDataset(train_source, sampler, coco_lvis_train_augmentator(CROP), epoch_len=32)
+    val = InteractiveDataset(val_source, sampler, coco_lvis_val_augmentator(CROP))
     return InteractiveDataModule(train, val, batch_size=batch_size, num_workers=num_workers, seed=seed, **kwargs)
 
 
@@ -91,7 +92,7 @@ def test_protocol_samples() -> None:
     assert len(view) == 5 and module.protocol_samples(5) is view
     image, gt, name = view[0]
     assert image.shape == (56, 80, 3) and gt.shape == (56, 80) and name == "val_000000#0"
-    assert len(module.protocol_samples(None)) == sum(len(module.val_dataset.get_sample(i)) for i in range(16))
+    assert len(module.protocol_samples(None)) == sum(len(module.val_dataset.source.get_sample(i)) for i in range(16))
 
 
 def test_expand_item_is_the_references_to_tensor() -> None:
@@ -134,11 +135,10 @@ GOLDEN_ITEMS = {
 @pytest.mark.parametrize("recipe", sorted(GOLDEN_ITEMS))
 def test_seeded_items_match_the_unoptimised_pipeline(recipe: str) -> None:
     """albumentations 2.0.8 / OpenCV 5.0 goldens for both train recipes (synthetic data, seed 5)."""
-    augmentator = {"coco_lvis": coco_lvis_train_augmentator, "sbd": sbd_train_augmentator}[recipe]((48, 64))
+    augmentation = {"coco_lvis": coco_lvis_train_augmentator, "sbd": sbd_train_augmentator}[recipe]((48, 64))
     sampler = MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.5)
-    dataset = SyntheticShapesDataset(
-        sampler, num_samples=4, image_size=(56, 80), augmentator=augmentator, epoch_len=3, seed=5, min_object_area=20
-    )
+    source = SyntheticShapesSource(num_samples=4, image_size=(56, 80))
+    dataset = InteractiveDataset(source, sampler, augmentation, epoch_len=3, seed=5, min_object_area=20)
     for index, (image_sum, instance_sum, clicks) in enumerate(GOLDEN_ITEMS[recipe]):
         item = dataset[index]
         points = item["points"].numpy()

@@ -22,7 +22,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         sys.executable, "train.py", *overrides,
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
         "trainer.channels_last=false", "trainer.benchmark=null", "trainer.max_epochs=2",
-        "data.batch_size=4", "data.train_dataset.epoch_len=8", "model.protocol.num_samples=3",
+        "data.batch_size=4", "data.train_dataset.epoch_len=8", "model.protocol_samples=3",
         f"hydra.run.dir={tmp_path}",
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

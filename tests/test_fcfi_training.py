@@ -280,9 +280,9 @@ def test_experiment_configs_compose(tmp_path):
         assert cfg.model.losses.feedback1.weight == cfg.model.losses.feedback2.weight == weight
         assert cfg.model.net.pretrained and cfg.model.net.backbone_lr_mult == 0.1
         for split in ("train_dataset", "val_dataset"):
-            assert cfg.data[split].points_sampler.first_click_center is True
-            assert cfg.data[split].augmentator._target_.startswith("iseg.data.transforms.coco_lvis_")
-            assert list(cfg.data[split].augmentator.crop_size) == [320, 480]
+            assert cfg.data[split].sampler.first_click_center is True
+            assert cfg.data[split].augmentation._target_.startswith("iseg.data.transforms.coco_lvis_")
+            assert list(cfg.data[split].augmentation.crop_size) == [320, 480]
 
 
 def test_sample_without_positive_clicks_trains_like_the_reference():
@@ -317,7 +317,7 @@ def test_fcfi_hrnet18s_trains_on_synthetic_data_and_reloads(tmp_path):
     from iseg.models.checkpoints import load_model
     from iseg.training.run import train
 
-    cfg = compose_train_config(tmp_path, ["model=fcfi_hrnet18s", "+data.train_dataset.points_sampler.first_click_center=true"])
+    cfg = compose_train_config(tmp_path, ["model=fcfi_hrnet18s", "+data.train_dataset.sampler.first_click_center=true"])
     value = train(cfg)
     assert 1.0 <= value <= 3.0
     columns, rows = _metric_columns(tmp_path)
@@ -346,7 +346,8 @@ def _write_data(data: str, root: Path) -> list[str]:
             "data=cocolvis", f"data.root={root}", "data.train_dataset.epoch_len=2",
             "data.train_dataset.min_object_area=20", "data.val_dataset.min_object_area=20",
         ]
-    return ["data.train_dataset.image_size=[64,96]", "data.val_dataset.image_size=[64,96]", "data.val_dataset.num_samples=2"]
+    return ["data.train_dataset.source.image_size=[64,96]", "data.val_dataset.source.image_size=[64,96]",
+            "data.val_dataset.source.num_samples=2"]
 
 
 @pytest.mark.slow
@@ -358,8 +359,8 @@ def test_fcfi_models_fast_dev_run_on_each_training_set(model, data, tmp_path):
     overrides = [
         f"model={model}", *_write_data(data, tmp_path / data), "data.batch_size=2", "data.num_workers=0",
         "data.persistent_workers=false", "data.val_dataset.epoch_len=2",
-        "data.train_dataset.augmentator.crop_size=[64,96]", "data.val_dataset.augmentator.crop_size=[64,96]",
-        "+data.train_dataset.points_sampler.first_click_center=true",
+        "data.train_dataset.augmentation.crop_size=[64,96]", "data.val_dataset.augmentation.crop_size=[64,96]",
+        "+data.train_dataset.sampler.first_click_center=true",
         "model.protocol_samples=1", "model.protocol.max_clicks=2", "trainer.fast_dev_run=true",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "validate_before_training=false",
         "~callbacks.model_summary",

@@ -15,10 +15,12 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from iseg.data.eval.layout import DatasetLayoutError
+from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.root_datamodule import RootDataModule
-from iseg.data.sbd import SBDDataset, remove_buggy_instances
+from iseg.data.sbd import SBDSource, remove_buggy_instances
 from iseg.data.transforms import sbd_train_augmentator, sbd_val_augmentator
 from iseg.interaction.sampler import MultiPointSampler
 from tests.conftest import ROOT, compose_train_config
@@ -57,8 +59,8 @@ def test_instances_colours_and_buggy_instance(tmp_path):
     labels[np.arange(0, 14), np.arange(0, 14) + 40] = 9  # 14-px diagonal in 14x14: 0.071 < 0.08, buggy
     write_sbd_sample(tmp_path, "a", image, labels)
     (tmp_path / "train.txt").write_text("a\n")
-    dataset = SBDDataset(tmp_path, _sampler())
-    sample = dataset.get_sample(0)
+    source = SBDSource(tmp_path)
+    sample = source.get_sample(0)
 
     assert sample.name == "a" and sample.image.shape == (40, 60, 3) and sample.image.dtype == np.uint8
     assert np.abs(sample.image[10, 10].astype(int) - (220, 30, 30)).max() < 12, "images are RGB"
@@ -67,9 +69,9 @@ def test_instances_colours_and_buggy_instance(tmp_path):
         assert node.parent is None and node.area == int((labels == node.value).sum())
     assert np.array_equal(sample.get_object_mask(0), (labels == 2).astype(np.int32))
     assert sample.background_mask[labels == 9].all(), "the buggy instance becomes background"
-    assert dataset.sample_object_ids(0) == [0, 1, 2]
+    assert source.sample_object_ids(0) == [0, 1, 2]
 
-    keep_all = SBDDataset(tmp_path, _sampler(), buggy_mask_thresh=0.0).get_sample(0)
+    keep_all = SBDSource(tmp_path, buggy_mask_thresh=0.0).get_sample(0)
     assert sorted(node.value for node in keep_all.objects.values()) == [2, 4, 7, 9]
 
 
@@ -92,18 +94,18 @@ def test_buggy_threshold_itself_is_kept():
 def test_splits_follow_the_split_files(sbd_root):
     root, names = sbd_root
     for split in ("train", "val"):
-        dataset = SBDDataset(root, _sampler(), split=split)
-        assert dataset.names == names[split] and len(dataset) == dataset.num_samples == len(names[split])
-        assert [dataset.get_sample(i).name for i in range(len(dataset))] == names[split]
+        source = SBDSource(root, split=split)
+        assert source.names == names[split] and len(source) == len(InteractiveDataset(source, _sampler())) == len(names[split])
+        assert [source.get_sample(i).name for i in range(len(source))] == names[split]
     with pytest.raises(ValueError, match="'test'"):
-        SBDDataset(root, _sampler(), split="test")
+        SBDSource(root, split="test")
     with pytest.raises(IndexError, match="out of range"):
-        SBDDataset(root, _sampler()).get_sample(4)
+        SBDSource(root).get_sample(4)
 
 
 def test_item_layout(sbd_root):
     root, _ = sbd_root
-    dataset = SBDDataset(root, _sampler(), augmentator=sbd_train_augmentator(CROP), min_object_area=10, seed=3)
+    dataset = InteractiveDataset(SBDSource(root), _sampler(), sbd_train_augmentator(CROP), min_object_area=10, seed=3)
     item = dataset[0]
     assert item["images"].shape == (3, *CROP) and item["images"].dtype == torch.float32
     assert 0.0 <= item["images"].min() and item["images"].max() <= 1.0
@@ -122,14 +124,15 @@ def test_sample_weights_set_the_draw_distribution(sbd_root, tmp_path):
     root, names = sbd_root
     scores = [0.9, 0.5, 0.0, 0.99]
     weights = _write_weights(tmp_path / "w.pkl", [(i, n, s) for i, (n, s) in enumerate(zip(names["train"], scores))])
-    dataset = SBDDataset(root, _sampler(), samples_weights=weights, seed=0)
+    source = SBDSource(root, samples_weights=weights)
+    dataset = InteractiveDataset(source, _sampler(), seed=0)
     expected = (1 - np.array(scores)) ** 1.25
     expected /= expected.sum()
-    assert np.allclose(dataset._index_probs, expected)
+    assert np.allclose(source.sample_probs, expected) and np.allclose(dataset.sample_probs, expected)
 
-    cached = [dataset.get_sample(i) for i in range(4)]
+    cached = [source.get_sample(i) for i in range(4)]
     drawn: list[int] = []
-    dataset.get_sample = lambda i: (drawn.append(i), cached[i])[1]
+    source.get_sample = lambda i, rng=None: (drawn.append(i), cached[i])[1]
     num = 1500
     for item in range(num):
         dataset[0]  # the requested index is ignored: the weights choose
@@ -144,42 +147,42 @@ def test_sample_weights_must_match_the_split(sbd_root, tmp_path):
     train = names["train"]
     swapped = _write_weights(tmp_path / "a.pkl", [(0, train[1], 0.5), (1, train[0], 0.5), (2, train[2], 0.5), (3, train[3], 0.5)])
     with pytest.raises(ValueError, match=rf"a.pkl: entry \(0, '{train[1]}'\) does not match .* is '{train[0]}'"):
-        SBDDataset(root, _sampler(), samples_weights=swapped)
+        SBDSource(root, samples_weights=swapped)
     partial = _write_weights(tmp_path / "b.pkl", [(0, train[0], 0.5)])
     with pytest.raises(ValueError, match="3 of the 4 split images have no weight"):
-        SBDDataset(root, _sampler(), samples_weights=partial)
+        SBDSource(root, samples_weights=partial)
     (tmp_path / "c.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match=r"c.pkl: expected a pickled list of \(index, image_name, score\)"):
-        SBDDataset(root, _sampler(), samples_weights=tmp_path / "c.pkl")
+        SBDSource(root, samples_weights=tmp_path / "c.pkl")
     with pytest.raises(FileNotFoundError, match="missing.pkl"):
-        SBDDataset(root, _sampler(), samples_weights=tmp_path / "missing.pkl")
+        SBDSource(root, samples_weights=tmp_path / "missing.pkl")
 
 
 # ---------------------------------------------------------------------------------- errors
 def test_missing_root_and_folders_show_the_layout(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"(?s)root folder .*nowhere.*Expected layout.*img/.*inst/.*train.txt"):
-        SBDDataset(tmp_path / "nowhere", _sampler())
+        SBDSource(tmp_path / "nowhere")
     write_sbd_dataset(tmp_path, num_train=1, num_val=1)
     (tmp_path / "val.txt").unlink()
-    SBDDataset(tmp_path, _sampler(), split="train")
+    SBDSource(tmp_path, split="train")
     with pytest.raises(DatasetLayoutError, match="val.txt"):
-        SBDDataset(tmp_path, _sampler(), split="val")
+        SBDSource(tmp_path, split="val")
 
 
 def test_listed_names_without_files_fail_at_construction(tmp_path):
     names = write_sbd_dataset(tmp_path, num_train=3, num_val=1)["train"]
     (tmp_path / "img" / f"{names[1]}.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=rf"1 of the 3 files named by .*train.txt are missing:\n  .*img/{names[1]}.jpg"):
-        SBDDataset(tmp_path, _sampler())
+        SBDSource(tmp_path)
     write_sbd_dataset(tmp_path, num_train=3, num_val=1)
     (tmp_path / "inst" / f"{names[2]}.mat").unlink()
     with pytest.raises(FileNotFoundError, match=rf"inst/{names[2]}.mat"):
-        SBDDataset(tmp_path, _sampler())
+        SBDSource(tmp_path)
 
 
 def test_bad_files_are_named(tmp_path):
     names = write_sbd_dataset(tmp_path, num_train=3, num_val=1)["train"]
-    dataset = SBDDataset(tmp_path, _sampler())
+    dataset = SBDSource(tmp_path)
     (tmp_path / "inst" / f"{names[0]}.mat").write_bytes(b"\x00garbage" * 20)
     with pytest.raises(ValueError, match=rf"cannot read .*{names[0]}.mat"):
         dataset.get_sample(0)
@@ -195,14 +198,17 @@ def test_bad_files_are_named(tmp_path):
 def test_root_datamodule_batches(sbd_root):
     root, names = sbd_root
     sampler = _sampler()
+    train = functools.partial(SBDSource, split="train")
+    val = functools.partial(SBDSource, split="val")
     module = RootDataModule(
         str(root),
-        functools.partial(SBDDataset, split="train", points_sampler=sampler, augmentator=sbd_train_augmentator(CROP), min_object_area=10),
-        functools.partial(SBDDataset, split="val", points_sampler=sampler, augmentator=sbd_val_augmentator(CROP), epoch_len=4),
+        functools.partial(InteractiveDataset, source=train, sampler=sampler, augmentation=sbd_train_augmentator(CROP), min_object_area=10),
+        functools.partial(InteractiveDataset, source=val, sampler=sampler, augmentation=sbd_val_augmentator(CROP), epoch_len=4),
         batch_size=2,
         seed=0,
     )
-    assert module.train_dataset.split == "train" and module.val_dataset.split == "val"
+    assert module.train_dataset.source.split == "train" and module.val_dataset.source.split == "val"
+    assert module.train_dataset.source.root == root and len(module.val_dataset) == 4
     module.setup("fit")
     for loader in (module.train_dataloader(), module.val_dataloader()):
         batch = next(iter(loader))
@@ -220,18 +226,23 @@ def test_root_datamodule_batches(sbd_root):
                 assert ((ys >= 0) & (ys < CROP[0]) & (xs >= 0) & (xs < CROP[1])).all()
                 assert (gt[ys, xs] == value).all(), "positive clicks on the target, negatives off it"
     assert len(module.protocol_samples(3)) == 3
-    with pytest.raises(TypeError, match="factory taking root="):
+    with pytest.raises(TypeError, match=r"data.train_dataset must be a dataset factory whose source takes root="):
         RootDataModule(str(root), module.train_dataset, module.val_dataset)
+    built_source = functools.partial(InteractiveDataset, source=module.val_dataset.source, sampler=sampler)
+    with pytest.raises(TypeError, match=r"(?s)data.val_dataset.*`_partial_: true` on data.val_dataset and on data.val_dataset.source"):
+        RootDataModule(str(root), functools.partial(InteractiveDataset, source=train, sampler=sampler), built_source)
+    with pytest.raises(ValueError, match="data.root is empty"):
+        RootDataModule(" ", module.train_dataset, module.val_dataset)
 
 
 def test_sbd_config_instantiates(sbd_root, tmp_path):
     root, _ = sbd_root
     cfg = compose_train_config(tmp_path, ["data=sbd", f"data.root={root}", *_TINY_SBD[:-1]], tiny=False)
     module = instantiate(cfg.data)
-    assert isinstance(module.train_dataset, SBDDataset) and module.root == root
+    assert isinstance(module.train_dataset.source, SBDSource) and module.root == root == module.train_dataset.source.root
     assert module.train_dataset.min_object_area == 20 and module.train_dataset.keep_background_prob == 0.01
-    assert module.val_dataset.split == "val" and len(module.val_dataset) == 4
-    assert module.train_dataset.points_sampler.max_num_points == 24
+    assert module.val_dataset.source.split == "val" and len(module.val_dataset) == 4
+    assert module.train_dataset.sampler.max_num_points == 24
     module.setup("fit")
     batch = next(iter(module.train_dataloader()))
     assert batch["images"].shape == (2, 3, 32, 48)
@@ -241,12 +252,24 @@ def test_experiment_uses_the_sbd_data(tmp_path):
     cfg = compose_train_config(tmp_path, ["experiment=ritm_hrnet18_sbd"], tiny=False)
     data = cfg.data
     assert data._target_ == "iseg.data.root_datamodule.RootDataModule" and data.batch_size == 28
-    assert data.train_dataset._target_ == "iseg.data.sbd.SBDDataset" and data.train_dataset.split == "train"
+    assert data.train_dataset._target_ == "iseg.data.interactive_dataset.InteractiveDataset"
+    source = data.train_dataset.source
+    assert source._target_ == "iseg.data.sbd.SBDSource" and source.split == "train"
     assert data.train_dataset.min_object_area == 80 and data.train_dataset.keep_background_prob == 0.01
-    assert data.train_dataset.augmentator._target_.endswith("sbd_train_augmentator")
-    assert data.val_dataset.augmentator._target_.endswith("sbd_val_augmentator")
+    assert data.train_dataset.augmentation._target_.endswith("sbd_train_augmentator")
+    assert data.val_dataset.augmentation._target_.endswith("sbd_val_augmentator")
     assert data.val_dataset.epoch_len == 500 and data.train_dataset.epoch_len == -1
-    assert data.train_dataset.samples_weights_gamma == 1.25 and data.train_dataset.buggy_mask_thresh == 0.08
+    assert source.samples_weights_gamma == 1.25 and source.buggy_mask_thresh == 0.08
+
+
+def test_the_from_scratch_recipe_comes_with_the_synthetic_data_only(tmp_path):
+    """conf/recipe/synthetic.yaml (chosen by `optional recipe: ${data}`) edits the model; data=sbd leaves it alone."""
+    synthetic = compose_train_config(tmp_path, tiny=False)
+    sbd = compose_train_config(tmp_path, ["data=sbd"], tiny=False)
+    assert synthetic.hydra.runtime.choices.recipe == "synthetic"
+    assert (synthetic.model.optimizer.lr, synthetic.model.net.backbone_lr_mult, synthetic.model.net.maps_scale_init) == (1e-3, 1.0, 1.0)
+    assert (sbd.model.optimizer.lr, sbd.model.net.backbone_lr_mult) == (5e-4, 0.1), "the model config's own values"
+    assert "model" not in OmegaConf.load(ROOT / "conf" / "data" / "synthetic.yaml"), "data configs never set the model"
 
 
 # tiny settings of `data=sbd` for the tests; the last one only works in train.py
@@ -254,12 +277,12 @@ _TINY_SBD = [
     "data.batch_size=2",
     "data.num_workers=0",
     "data.persistent_workers=false",
-    "data.train_dataset.augmentator.crop_size=[32,48]",
-    "data.val_dataset.augmentator.crop_size=[32,48]",
+    "data.train_dataset.augmentation.crop_size=[32,48]",
+    "data.val_dataset.augmentation.crop_size=[32,48]",
     "data.train_dataset.min_object_area=20",
     "data.val_dataset.min_object_area=20",
     "data.val_dataset.epoch_len=4",
-    "model.protocol.num_samples=2",
+    "model.protocol_samples=2",
     "model.protocol.max_clicks=3",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
@@ -280,10 +303,19 @@ def run_fast_dev_run(data: str, root: Path, output: Path, extra: list[str] = ())
 def test_train_py_fast_dev_run_on_sbd(sbd_root, tmp_path):
     root, names = sbd_root
     weights = _write_weights(tmp_path / "w.pkl", [(i, n, 0.5) for i, n in enumerate(names["train"])])
-    result = run_fast_dev_run("sbd", root, tmp_path / "run", [f"data.train_dataset.samples_weights={weights}"])
+    result = run_fast_dev_run("sbd", root, tmp_path / "run", [f"data.train_dataset.source.samples_weights={weights}"])
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "rank 0/1 finished: epoch 1, global step 1" in output
+
+
+def test_config_errors_name_the_key(tmp_path):
+    cfg = compose_train_config(tmp_path, ["data=sbd", "data.root=/nowhere", "~data.train_dataset._partial_"], tiny=False)
+    with pytest.raises(InstantiationException, match=r"(?s)unbuilt factory \(a partial of SBDSource\).*data.train_dataset"):
+        instantiate(cfg.data)
+    cfg = compose_train_config(tmp_path, ["data=sbd", "data.root=/nowhere", "data.val_dataset.source=7"], tiny=False)
+    with pytest.raises(InstantiationException, match=r"data.val_dataset must be a dataset factory .* with source int"):
+        instantiate(cfg.data)
 
 
 def test_config_with_a_missing_root_shows_the_layout(tmp_path):

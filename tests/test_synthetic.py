@@ -1,4 +1,4 @@
-"""Synthetic shapes dataset and the InteractiveDataset pipeline built on it."""
+"""Synthetic shapes source and the InteractiveDataset pipeline (source + sampler + augmentation) built on it."""
 
 from __future__ import annotations
 
@@ -8,33 +8,38 @@ import pytest
 
 from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
-from iseg.data.synthetic import IGNORE_VALUE, SyntheticShapesDataset
+from iseg.data.source import SampleSource
+from iseg.data.synthetic import IGNORE_VALUE, SyntheticShapesSource
 from iseg.data.transforms import coco_lvis_train_augmentator
-from iseg.interaction.sampler import MultiPointSampler
+from iseg.interaction.sampler import InteractionSampler, MultiPointSampler
 
 SIZE = (64, 96)
 
 
-def _dataset(split: str = "train", **kwargs) -> SyntheticShapesDataset:
-    kwargs.setdefault("points_sampler", MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15))
-    return SyntheticShapesDataset(split=split, num_samples=40, image_size=SIZE, seed=0, **kwargs)
+def _source(split: str = "train", **kwargs) -> SyntheticShapesSource:
+    return SyntheticShapesSource(split=split, num_samples=40, image_size=SIZE, **kwargs)
+
+
+def _dataset(split: str = "train", source: SampleSource | None = None, **kwargs) -> InteractiveDataset:
+    kwargs.setdefault("sampler", MultiPointSampler(max_num_points=24, prob_gamma=0.8, merge_objects_prob=0.15))
+    return InteractiveDataset(source or _source(split), seed=0, **kwargs)
 
 
 def test_samples_are_deterministic_per_index_and_splits_differ() -> None:
-    first, again = _dataset().get_sample(3), _dataset().get_sample(3)
+    first, again = _source().get_sample(3), _source().get_sample(3, np.random.default_rng(1))
     assert np.array_equal(first.image, again.image) and np.array_equal(first.masks, again.masks)
     assert first.name == "train_000003"
-    val = _dataset("val").get_sample(3)
+    val = _source("val").get_sample(3)
     assert not np.array_equal(first.image, val.image)
-    assert not np.array_equal(first.image, _dataset().get_sample(4).image)
-    assert not np.array_equal(first.image, _dataset(base_seed=1).get_sample(3).image)
+    assert not np.array_equal(first.image, _source().get_sample(4).image)
+    assert not np.array_equal(first.image, _source(base_seed=1).get_sample(3).image)
 
 
 def test_instances_counts_sizes_and_ignore() -> None:
-    dataset = _dataset()
+    source = _source()
     with_ignore = 0
-    for index in range(dataset.num_samples):
-        sample = dataset.get_sample(index)
+    for index in range(len(source)):
+        sample = source.get_sample(index)
         assert sample.image.shape == (*SIZE, 3) and sample.image.dtype == np.uint8
         assert sample.masks.shape == (*SIZE, 1)
         assert 2 <= len(sample) <= 5 and sample.root_objects == sample.object_ids
@@ -43,13 +48,13 @@ def test_instances_counts_sizes_and_ignore() -> None:
         values = set(np.unique(sample.masks).tolist()) - {0, IGNORE_VALUE}
         assert values == {n.value for n in sample.objects.values()}
         with_ignore += bool(sample.ignore_mask.any())
-    assert 0 < with_ignore < dataset.num_samples
-    assert _dataset(num_objects=(3, 3)).get_sample(0).__len__() == 3
+    assert 0 < with_ignore < len(source)
+    assert len(_source(num_objects=(3, 3)).get_sample(0)) == 3
 
 
 def test_objects_have_distinct_appearance() -> None:
     """Each instance's mean colour differs from the background's: the task is learnable."""
-    sample = _dataset().get_sample(0)
+    sample = _source().get_sample(0)
     background = sample.image[sample.background_mask].mean(axis=0)
     for obj_id in sample.object_ids:
         colour = sample.image[sample.get_object_mask(obj_id) == 1].mean(axis=0)
@@ -57,24 +62,36 @@ def test_objects_have_distinct_appearance() -> None:
 
 
 def test_wrong_mask_size_is_reported() -> None:
-    sample = _dataset().get_sample(0)
+    sample = _source().get_sample(0)
     with pytest.raises(ValueError, match=r"train_000000.*\(64, 96\).*\(64, 95\)"):
         InstanceSample(sample.image, sample.masks[:, :95], sample.objects, name=sample.name)
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="split"):
-        _dataset("test")
+        _source("test")
     with pytest.raises(ValueError, match="num_objects"):
-        _dataset(num_objects=(3, 2))
+        _source(num_objects=(3, 2))
     with pytest.raises(ValueError, match="could not place 60 shapes"):
-        _dataset(num_objects=(60, 60)).get_sample(0)
+        _source(num_objects=(60, 60)).get_sample(0)
     with pytest.raises(IndexError, match="out of range"):
-        _dataset().get_sample(40)
+        _source().get_sample(40)
+    with pytest.raises(IndexError, match=r"SyntheticShapesSource: index 40 out of range \[0, 40\)"):
+        _dataset()[40]
+
+
+def test_bad_parts_are_named() -> None:
+    sampler = MultiPointSampler(max_num_points=4)
+    with pytest.raises(TypeError, match="source must be a SampleSource .* got dict"):
+        InteractiveDataset({"_target_": "iseg.data.sbd.SBDSource"}, sampler)
+    with pytest.raises(TypeError, match="sampler must be an InteractionSampler.* got str"):
+        InteractiveDataset(_source(), "MultiPointSampler")
+    with pytest.raises(TypeError, match="augmentation must be a callable pipeline.* got list"):
+        InteractiveDataset(_source(), sampler, augmentation=[])
 
 
 def test_items_have_the_training_layout() -> None:
-    dataset = _dataset(augmentator=coco_lvis_train_augmentator(crop_size=(48, 80)), min_object_area=30)
+    dataset = _dataset(augmentation=coco_lvis_train_augmentator(crop_size=(48, 80)), min_object_area=30)
     dataset.seed(0)
     for index in range(10):
         item = dataset[index]
@@ -88,7 +105,7 @@ def test_items_have_the_training_layout() -> None:
 
 
 def test_items_repeat_for_a_seed() -> None:
-    dataset = _dataset(augmentator=coco_lvis_train_augmentator(crop_size=(48, 80)), epoch_len=100)
+    dataset = _dataset(augmentation=coco_lvis_train_augmentator(crop_size=(48, 80)), epoch_len=100)
     assert len(dataset) == 100
     dataset.seed(3)
     first = [dataset[0] for _ in range(3)]
@@ -98,14 +115,25 @@ def test_items_repeat_for_a_seed() -> None:
     assert not (first[0]["images"] == first[1]["images"]).all(), "epoch_len draws a random sample per item"
 
 
-def test_index_probs_pick_the_sample() -> None:
-    dataset = _dataset()
-    probs = np.zeros(dataset.num_samples)
+class _Weighted(SyntheticShapesSource):
+    """Shapes drawn by given per-sample probabilities, like SBD's hard-sample weights."""
+
+    def __init__(self, probs: np.ndarray) -> None:
+        super().__init__(num_samples=40, image_size=SIZE)
+        self.probs = probs
+
+    @property
+    def sample_probs(self) -> np.ndarray:
+        return self.probs
+
+
+def test_source_sample_probs_pick_the_sample() -> None:
+    probs = np.zeros(40)
     probs[7] = 1.0
-    dataset.set_index_probs(probs)
-    assert np.allclose(dataset[0]["images"].permute(1, 2, 0).numpy() * 255, dataset.get_sample(7).image)
-    with pytest.raises(ValueError, match="40 non-negative values"):
-        dataset.set_index_probs(np.ones(3) / 3)
+    dataset = _dataset(source=_Weighted(probs))
+    assert np.allclose(dataset[0]["images"].permute(1, 2, 0).numpy() * 255, dataset.source.get_sample(7).image)
+    with pytest.raises(ValueError, match="_Weighted: sample probabilities must be 40 non-negative values"):
+        _dataset(source=_Weighted(np.ones(3) / 3))
 
 
 def test_min_object_area_prunes_targets_before_sampling() -> None:
@@ -115,21 +143,42 @@ def test_min_object_area_prunes_targets_before_sampling() -> None:
     assert (item["instances"] <= 0).all() and (item["points"][:24] == -1).all()
 
 
-class _OneSample(InteractiveDataset):
+class _OneSample(SampleSource):
     """One hand-made sample, so the augmentation loop can be driven exactly."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self) -> None:
         labels = np.zeros((32, 32), np.uint8)
         labels[8:24, 8:24] = 1
         self.sample = InstanceSample.from_label_map(np.zeros((32, 32, 3), np.uint8), labels)
-        super().__init__(MultiPointSampler(max_num_points=4), **kwargs)
 
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return 1
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
         return self.sample
+
+
+def _one_sample(**kwargs) -> InteractiveDataset:
+    return InteractiveDataset(_OneSample(), MultiPointSampler(max_num_points=4), **kwargs)
+
+
+class _Square(SampleSource):
+    def __len__(self) -> int:
+        return 1
+
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
+        labels = np.zeros((32, 32), np.uint8)
+        labels[8:24, 12:24] = 1
+        return InstanceSample.from_label_map(np.zeros((32, 32, 3), np.uint8), labels)
+
+
+class _ClickTheCentre:
+    """An interaction sampler that is not a MultiPointSampler: the whole target, one click at its centre."""
+
+    def __call__(self, sample: InstanceSample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        gt = sample.get_object_mask(sample.root_objects[0])
+        ys, xs = np.nonzero(gt == 1)
+        return gt, np.array([[ys.mean(), xs.mean(), 0.0], [-1, -1, -1]], np.float32)
 
 
 class _EraseFirstTries:
@@ -143,26 +192,41 @@ class _EraseFirstTries:
         return {"image": image, "mask": np.zeros_like(mask) if self.calls <= self.tries else mask}
 
 
+def test_a_source_a_sampler_and_an_augmentation_compose_without_subclassing() -> None:
+    def flip(image: np.ndarray, mask: np.ndarray) -> dict:
+        return {"image": np.ascontiguousarray(image[:, ::-1]), "mask": np.ascontiguousarray(mask[:, ::-1])}
+
+    sampler = _ClickTheCentre()
+    assert isinstance(sampler, InteractionSampler) and isinstance(MultiPointSampler(), InteractionSampler)
+    dataset = InteractiveDataset(_Square(), sampler, augmentation=flip)
+    item = dataset[0]
+    assert len(dataset) == 1 and item["images"].shape == (3, 32, 32) and item["points"].shape == (2, 3)
+    # the square of columns 12..23 is flipped to columns 8..19 before the sampler sees it
+    assert item["instances"][0, 8:24, 8:20].eq(1).all() and item["instances"][0].sum() == 16 * 12
+    assert item["points"][0].tolist() == [15.5, 13.5, 0.0]
+    assert dataset.evaluation_view()[0][2] == "0#0", "the view reads the source, unaugmented"
+
+
 def test_pruning_leaves_the_source_sample_alone() -> None:
-    dataset = _OneSample(min_object_area=10_000)
-    assert (dataset[0]["instances"] == 0).all() and len(dataset.sample) == 1
+    dataset = _one_sample(min_object_area=10_000)
+    assert (dataset[0]["instances"] == 0).all() and len(dataset.source.sample) == 1
 
 
 def test_augmentation_retries_until_an_object_survives() -> None:
-    augmentator = _EraseFirstTries(tries=5)
-    dataset = _OneSample(augmentator=augmentator, keep_background_prob=0.0)
-    assert (dataset[0]["instances"] == 1).any() and augmentator.calls == 6
-    augmentator = _EraseFirstTries(tries=5)
-    dataset = _OneSample(augmentator=augmentator, keep_background_prob=-1.0)  # < 0: keep whatever comes
-    assert (dataset[0]["instances"] == 0).all() and augmentator.calls == 1
+    augmentation = _EraseFirstTries(tries=5)
+    dataset = _one_sample(augmentation=augmentation, keep_background_prob=0.0)
+    assert (dataset[0]["instances"] == 1).any() and augmentation.calls == 6
+    augmentation = _EraseFirstTries(tries=5)
+    dataset = _one_sample(augmentation=augmentation, keep_background_prob=-1.0)  # < 0: keep whatever comes
+    assert (dataset[0]["instances"] == 0).all() and augmentation.calls == 1
 
 
 def test_keep_background_prob_is_the_stop_rate() -> None:
-    augmentator = _EraseFirstTries(tries=10**9)
-    dataset = _OneSample(augmentator=augmentator, keep_background_prob=0.25, seed=0)
+    augmentation = _EraseFirstTries(tries=10**9)
+    dataset = _one_sample(augmentation=augmentation, keep_background_prob=0.25, seed=0)
     for _ in range(400):
         dataset[0]
-    assert 400 / augmentator.calls == pytest.approx(0.25, abs=0.04)
+    assert 400 / augmentation.calls == pytest.approx(0.25, abs=0.04)
 
 
 def test_evaluation_view() -> None:
@@ -177,13 +241,12 @@ def test_evaluation_view() -> None:
         names.add(name)
     assert len(names) == 7 and "val_000000#0" in names
     everything = dataset.evaluation_view()
-    assert len(everything) == sum(len(dataset.get_sample(i)) for i in range(dataset.num_samples))
+    assert len(everything) == sum(len(dataset.source.get_sample(i)) for i in range(len(dataset.source)))
 
 
 def test_flat_variant_and_object_scale() -> None:
-    sampler = MultiPointSampler(max_num_points=4)
-    flat = SyntheticShapesDataset(sampler, num_samples=4, image_size=(96, 144), textured=False, object_scale=(0.3, 0.4))
-    textured = SyntheticShapesDataset(sampler, num_samples=4, image_size=(96, 144))
+    flat = SyntheticShapesSource(num_samples=4, image_size=(96, 144), textured=False, object_scale=(0.3, 0.4))
+    textured = SyntheticShapesSource(num_samples=4, image_size=(96, 144))
     for index in range(4):
         sample = flat.get_sample(index)
         # flat fills: every instance is nearly one colour (only the blur/noise varies it)
@@ -198,4 +261,4 @@ def test_flat_variant_and_object_scale() -> None:
         flat.get_sample(i).image[flat.get_sample(i).background_mask].std() for i in range(4)
     )
     with pytest.raises(ValueError, match="object_scale"):
-        SyntheticShapesDataset(sampler, object_scale=(0.3, 0.7))
+        SyntheticShapesSource(object_scale=(0.3, 0.7))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ import cv2
 import numpy as np
 
 from iseg.data.image_io import decode_rgb
-from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample, ObjectNode
+from iseg.data.source import SampleSource
 from iseg.data.training_layout import require_training_layout
-from iseg.interaction.sampler import MultiPointSampler
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +83,18 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-class CocoLvisDataset(InteractiveDataset):
+class CocoLvisSource(SampleSource):
     """Images of one COCO+LVIS split with their instance trees, and stuff regions at random.
 
+    The reference's dataset settings around it: min_object_area 1000 after augmentation,
+    keep_background_prob 0.05 in training, epoch_len 30000 / 2000 (conf/data/cocolvis.yaml).
+
     Args:
-        points_sampler / augmentator / min_object_area / keep_background_prob / epoch_len / seed:
-            as in ``InteractiveDataset`` (the reference: min_object_area 1000 after
-            augmentation, keep_background_prob 0.05 in training, epoch_len 30000 / 2000).
         root: folder holding ``<split>/``.
         split: 'train' or 'val' (any sub-folder name works).
         stuff_prob: chance per sample that the stuff regions become extra root objects; otherwise
-            their pixels are background (the reference trains with 0.3).
+            their pixels are background (the reference trains with 0.3). Drawn from the ``rng``
+            ``get_sample`` is given (the dataset's); without one, stuff is always background.
         allow_list: optional JSON list of image ids to keep (relative paths are under ``<root>/<split>``).
         annotation_file: name of the annotation pickle in ``<root>/<split>``.
         images_dir: folder of ``<id>.jpg`` relative to ``root`` (or absolute), ``{split}`` replaced
@@ -105,18 +104,12 @@ class CocoLvisDataset(InteractiveDataset):
 
     def __init__(
         self,
-        points_sampler: MultiPointSampler,
         root: str | Path,
         split: str = "train",
         stuff_prob: float = 0.0,
         allow_list: str | Path | None = None,
         annotation_file: str = ANNOTATION_FILE,
         images_dir: str = "{split}/images",
-        augmentator: Callable[..., dict[str, Any]] | None = None,
-        min_object_area: int = 0,
-        keep_background_prob: float = 0.0,
-        epoch_len: int = -1,
-        seed: int | None = None,
     ) -> None:
         if not 0.0 <= stuff_prob <= 1.0:
             raise ValueError(f"stuff_prob must be in [0, 1], got {stuff_prob}")
@@ -141,7 +134,6 @@ class CocoLvisDataset(InteractiveDataset):
         if not self.samples:
             raise ValueError(f"COCO+LVIS {split}: {self.annotation_path} lists no image")
         self._check_images()
-        super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
 
     # ------------------------------------------------------------------ index
     @staticmethod
@@ -186,16 +178,16 @@ class CocoLvisDataset(InteractiveDataset):
             )
 
     # ------------------------------------------------------------------ samples
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return len(self.samples)
 
     def sample_object_ids(self, index: int) -> list[int]:
-        if self.stuff_prob > 0.0:
-            return super().sample_object_ids(index)
+        # without an rng no stuff region is an object: the instances of the hierarchy are all
         return sorted(int(k) for k in self.samples[index][1]["hierarchy"])
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
+        if not 0 <= index < len(self.samples):
+            raise IndexError(f"COCO+LVIS {self.split} index {index} out of range [0, {len(self.samples)})")
         image_id, entry = self.samples[index]
         image_path = self.images_dir / f"{image_id}.jpg"
         mask_path = self.masks_dir / f"{image_id}.pickle"
@@ -208,7 +200,7 @@ class CocoLvisDataset(InteractiveDataset):
             )
         objects = self._objects(entry, mapping, mask_path)
         num_instances = int(entry["num_instance_masks"])
-        if self.stuff_prob > 0.0 and self.rng.random() < self.stuff_prob:
+        if rng is not None and self.stuff_prob > 0.0 and rng.random() < self.stuff_prob:
             for obj_id in range(num_instances, len(mapping)):
                 layer, value = mapping[obj_id]
                 objects[obj_id] = ObjectNode(layer=layer, value=value)

@@ -1,7 +1,7 @@
 """Raw COCO 2017 + LVIS v1 annotations -> the COCO+LVIS training layout, converted once and cached.
 
 ``ensure_converted(root, coco_root, lvis_root)`` writes ``<root>/<split>/`` in the layout that
-``CocoLvisDataset`` reads (``images/<id>.jpg`` as symbolic links to the COCO images — copies where
+``CocoLvisSource`` reads (``images/<id>.jpg`` as symbolic links to the COCO images — copies where
 links are not possible —, ``masks/<id>.pickle``, ``hannotation.pickle``), merging the two
 annotations as RITM's conversion script does (see ``coco_lvis_masks``): masks of ≥ 80 px, COCO/LVIS
 duplicates removed, parts under wholes, stuff minus instances.

@@ -8,23 +8,24 @@ changes), then reads it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from iseg.data.coco_lvis_conversion import ensure_converted
-from iseg.data.interactive_dataset import InteractiveDataset
-from iseg.data.root_datamodule import RootDataModule
+from iseg.data.root_datamodule import DatasetFactory, RootDataModule, source_factory_of
 
 SOURCES = ("preprocessed", "raw")
 
 
 class CocoLvisDataModule(RootDataModule):
-    """``RootDataModule`` over ``CocoLvisDataset`` factories, with the optional raw-annotation conversion.
+    """``RootDataModule`` over datasets of ``CocoLvisSource``s, with the optional raw-annotation conversion.
+
+    The conversion runs before the sources are built, so they read what it wrote.
 
     Args:
         root: the COCO+LVIS folder (``train/``, ``val/``); with ``source='raw'`` the conversion writes it.
-        train_dataset / val_dataset: ``root -> CocoLvisDataset`` factories (Hydra partials).
+        train_dataset / val_dataset: dataset partials whose source (a ``CocoLvisSource`` partial)
+            takes ``root=`` (see ``RootDataModule``).
         source: 'preprocessed' (the authors' annotation) or 'raw' (COCO 2017 + LVIS v1).
         coco_root / lvis_root: raw inputs, required with ``source='raw'``.
         coco_form: 'auto' (panoptic when present, else instances), 'panoptic' or 'instances'.
@@ -36,8 +37,8 @@ class CocoLvisDataModule(RootDataModule):
     def __init__(
         self,
         root: str | Path,
-        train_dataset: Callable[..., InteractiveDataset],
-        val_dataset: Callable[..., InteractiveDataset],
+        train_dataset: DatasetFactory,
+        val_dataset: DatasetFactory,
         source: str = "preprocessed",
         coco_root: str | Path | None = None,
         lvis_root: str | Path | None = None,
@@ -56,6 +57,8 @@ class CocoLvisDataModule(RootDataModule):
                 )
             if root is None or str(root).strip() == "":
                 raise ValueError("data.root is empty: with data.source=raw it is the folder the conversion writes")
+            source_factory_of(train_dataset, "train_dataset")  # config mistakes before a long conversion
+            source_factory_of(val_dataset, "val_dataset")
             self.conversion_counts = ensure_converted(
                 root, coco_root, lvis_root, tuple(splits), coco_form, conversion_workers
             )

@@ -12,7 +12,7 @@ Masks are single-channel label maps (8- or 16-bit PNG; a palette PNG gives its i
 ``ignore_value`` (255 by default, like VOC's boundary label) is "don't care" (-1 in the target,
 no click is placed there), and every other value is one instance. ``mask_mode='binary'`` treats
 every other value as one single object. A mask of only background is a valid sample (a
-background crop); ``keep_background_prob`` decides how often one is used.
+background crop); the dataset's ``keep_background_prob`` decides how often one is used.
 
 Splits: with ``train.txt`` / ``val.txt`` in the root, each split is the listed images. Without
 them the images (sorted by name) are shuffled with ``split_seed`` and the first ``val_fraction``
@@ -24,19 +24,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from iseg.data.eval.base import read_image
 from iseg.data.eval.layout import pair_by_stem, read_name_list
 from iseg.data.image_io import read_label_map
-from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
+from iseg.data.source import SampleSource
 from iseg.data.training_layout import require_training_layout
-from iseg.interaction.sampler import MultiPointSampler
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +41,11 @@ SPLITS = ("train", "val", "all")
 MASK_MODES = ("instances", "binary")
 
 
-class FolderDataset(InteractiveDataset):
+class FolderSource(SampleSource):
     """Images and label-map masks matched by stem (see the module docstring).
 
     Args:
         root: dataset folder.
-        points_sampler / augmentator / min_object_area / keep_background_prob / epoch_len / seed:
-            as in ``InteractiveDataset``.
         split: 'train', 'val' or 'all' (every image, ignoring split files).
         mask_mode: 'instances' (each value one instance) or 'binary' (all values one object).
         ignore_value: mask value that is "don't care" (None: none).
@@ -62,7 +57,6 @@ class FolderDataset(InteractiveDataset):
     def __init__(
         self,
         root: str | Path,
-        points_sampler: MultiPointSampler,
         split: str = "train",
         mask_mode: str = "instances",
         ignore_value: int | None = 255,
@@ -70,11 +64,6 @@ class FolderDataset(InteractiveDataset):
         split_seed: int = 0,
         images_dir: str = "images",
         masks_dir: str = "masks",
-        augmentator: Callable[..., dict[str, Any]] | None = None,
-        min_object_area: int = 0,
-        keep_background_prob: float = 0.0,
-        epoch_len: int = -1,
-        seed: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"folder dataset split must be one of {list(SPLITS)}, got {split!r}")
@@ -105,7 +94,6 @@ class FolderDataset(InteractiveDataset):
         by_stem = {entry.image_path.stem: entry for entry in entries}
         stems = self._split_stems(sorted(by_stem), val_fraction, split_seed)
         self.entries = [by_stem[stem] for stem in stems]
-        super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
 
     def _split_stems(self, stems: list[str], val_fraction: float, split_seed: int) -> list[str]:
         if self.split == "all":
@@ -135,8 +123,7 @@ class FolderDataset(InteractiveDataset):
             )
         return [stems[i] for i in sorted(chosen)]
 
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return len(self.entries)
 
     @property
@@ -155,7 +142,7 @@ class FolderDataset(InteractiveDataset):
                 labels[ignore] = self.ignore_value
         return labels
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
         labels = self.label_map(index)
         entry = self.entries[index]
         image = read_image(entry.image_path)

@@ -1,20 +1,23 @@
-"""Base dataset of click-based training (reference §2.1) and its evaluation view.
+"""The click-training dataset (reference §2.1): a sample source + an interaction sampler + augmentation.
 
-Training item: pick a sample (uniformly at random when ``epoch_len`` > 0, or from per-sample
-probabilities when a subclass sets them, as SBD does), augment it until at least one object
-survives (or, with prob ``keep_background_prob``, accept it empty), drop objects smaller than
-``min_object_area``, then let the points sampler choose the target and the initial clicks.
+Training item: pick a sample of the source (uniformly at random when ``epoch_len`` > 0, or from
+the source's ``sample_probs`` when it has them, as SBD's hard-sample weights), augment it until at
+least one object survives (or, with prob ``keep_background_prob``, accept it empty), drop objects
+smaller than ``min_object_area``, then let the interaction sampler choose the target and the
+initial interactions.
 
-Randomness: every draw comes from the dataset's own generators, set by ``seed``. The data module
-calls ``seed`` in the main process and, through ``seed_worker``, in every loader worker with the
-worker's torch seed, so a run repeats for a given Lightning seed, rank and number of workers.
+Randomness: every draw comes from the dataset's own generators, set by ``seed``: one generator for
+the index, the source's choices and the sampler, one shared stream for the augmentation pipeline.
+The data module calls ``seed`` in the main process and, through ``seed_worker``, in every loader
+worker with the worker's torch seed, so a run repeats for a given Lightning seed, rank and number
+of workers.
 """
 
 from __future__ import annotations
 
+import functools
 import random
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,80 +25,83 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from iseg.data.sample import InstanceSample
-from iseg.interaction.sampler import MultiPointSampler
+from iseg.data.source import SampleSource, check_sample_probs
+from iseg.interaction.sampler import InteractionSampler
 
 
-class InteractiveDataset(Dataset, ABC):
+class InteractiveDataset(Dataset):
     """Map-style dataset yielding ``{'images', 'points', 'instances'}`` training items.
 
     Args:
-        points_sampler: chooses the target and the initial clicks (``MultiPointSampler``).
-        augmentator: albumentations pipeline applied to image and masks, or None.
+        source: the samples (``SampleSource``: ``SBDSource``, ``CocoLvisSource``, ``FolderSource``,
+            ``SyntheticShapesSource``, or your own).
+        sampler: chooses the target and the initial interactions (``InteractionSampler``, e.g.
+            ``MultiPointSampler``).
+        augmentation: albumentations pipeline applied to image and masks, or None.
         min_object_area: objects with fewer pixels after augmentation are not targets.
         keep_background_prob: chance of accepting an augmentation that left no object
             (checked after every try; < 0 accepts always).
-        epoch_len: items per epoch; > 0 makes every item a uniformly random sample.
+        epoch_len: items per epoch; > 0 makes every item a uniformly random sample (or one drawn
+            by the source's ``sample_probs``); otherwise an epoch is one pass over the source.
         seed: seeds the generators (None: fresh OS entropy); see ``seed``.
     """
 
     def __init__(
         self,
-        points_sampler: MultiPointSampler,
-        augmentator: Callable[..., dict[str, Any]] | None = None,
+        source: SampleSource,
+        sampler: InteractionSampler,
+        augmentation: Callable[..., dict[str, Any]] | None = None,
         min_object_area: int = 0,
         keep_background_prob: float = 0.0,
         epoch_len: int = -1,
         seed: int | None = None,
     ) -> None:
-        self.points_sampler = points_sampler
-        self.augmentator = augmentator
+        if isinstance(source, functools.partial):
+            name = getattr(source.func, "__qualname__", source.func)
+            raise TypeError(
+                f"InteractiveDataset: source is an unbuilt factory (a partial of {name}); a RootDataModule "
+                "builds it with data.root when the dataset is a factory too (`_partial_: true` on the dataset)"
+            )
+        if not isinstance(source, SampleSource):
+            raise TypeError(
+                f"InteractiveDataset: source must be a SampleSource (e.g. iseg.data.sbd.SBDSource), "
+                f"got {type(source).__name__}: {source!r:.200}"
+            )
+        if not isinstance(sampler, InteractionSampler):
+            raise TypeError(
+                f"InteractiveDataset: sampler must be an InteractionSampler, called as sampler(sample, rng) "
+                f"(e.g. iseg.interaction.sampler.MultiPointSampler), got {type(sampler).__name__}"
+            )
+        if augmentation is not None and not callable(augmentation):
+            raise TypeError(
+                f"InteractiveDataset: augmentation must be a callable pipeline (image=, mask=) -> dict or None, "
+                f"got {type(augmentation).__name__}"
+            )
+        if len(source) < 1:
+            raise ValueError(f"InteractiveDataset: the source {type(source).__name__} has no samples")
+        self.source = source
+        self.sampler = sampler
+        self.augmentation = augmentation
         self.min_object_area = min_object_area
         self.keep_background_prob = keep_background_prob
         self.epoch_len = epoch_len
-        self._index_probs: np.ndarray | None = None
+        self.sample_probs = check_sample_probs(source.sample_probs, len(source), type(source).__name__)
         self.seed(seed)
-
-    # ------------------------------------------------------------------ subclass API
-    @property
-    @abstractmethod
-    def num_samples(self) -> int:
-        """Number of distinct samples (images) in the dataset."""
-
-    @abstractmethod
-    def get_sample(self, index: int) -> InstanceSample:
-        """The un-augmented sample ``index`` (0 <= index < num_samples)."""
-
-    def sample_object_ids(self, index: int) -> list[int]:
-        """Objects of sample ``index`` the evaluation view visits; override when a cheaper index exists."""
-        return sorted(self.get_sample(index).objects)
-
-    def set_index_probs(self, probs: Sequence[float] | np.ndarray | None) -> None:
-        """Draw every item's sample from these per-sample probabilities (SBD's hard-sample weights)."""
-        if probs is None:
-            self._index_probs = None
-            return
-        probs = np.asarray(probs, np.float64)
-        if probs.shape != (self.num_samples,) or (probs < 0).any() or not np.isclose(probs.sum(), 1.0):
-            raise ValueError(
-                f"{type(self).__name__}: index probabilities must be {self.num_samples} non-negative values "
-                f"summing to 1, got shape {probs.shape} and sum {probs.sum():.6g}"
-            )
-        self._index_probs = probs
 
     # ------------------------------------------------------------------ randomness
     def seed(self, seed: int | None) -> None:
-        """Reset the index/click generator and the augmentation pipeline's generators from one seed."""
+        """Reset the index/source/sampler generator and the augmentation pipeline's generators from one seed."""
         index_seq, numpy_seq, python_seq = np.random.SeedSequence(seed).spawn(3)
         self.rng = np.random.default_rng(index_seq)
-        if self.augmentator is not None and hasattr(self.augmentator, "set_random_state"):
+        if self.augmentation is not None and hasattr(self.augmentation, "set_random_state"):
             # one shared stream for the whole pipeline: per-transform copies of one seed would correlate
-            self.augmentator.set_random_state(
+            self.augmentation.set_random_state(
                 np.random.default_rng(numpy_seq), random.Random(int(python_seq.generate_state(1)[0]))
             )
 
     # ------------------------------------------------------------------ items
     def __len__(self) -> int:
-        return self.epoch_len if self.epoch_len > 0 else self.num_samples
+        return self.epoch_len if self.epoch_len > 0 else len(self.source)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return expand_item(self.compact_item(index))
@@ -107,15 +113,16 @@ class InteractiveDataset(Dataset, ABC):
         memory (whose page faults, not the copy, dominate the transfer) and the main process
         expands whole batches.
         """
-        if self._index_probs is not None:
-            index = int(self.rng.choice(self.num_samples, p=self._index_probs))
+        num_samples = len(self.source)
+        if self.sample_probs is not None:
+            index = int(self.rng.choice(num_samples, p=self.sample_probs))
         elif self.epoch_len > 0:
-            index = int(self.rng.integers(self.num_samples))
-        elif not 0 <= index < self.num_samples:
-            raise IndexError(f"{type(self).__name__}: index {index} out of range [0, {self.num_samples})")
-        sample = self.augment_sample(self.get_sample(index))
+            index = int(self.rng.integers(num_samples))
+        elif not 0 <= index < num_samples:
+            raise IndexError(f"{type(self.source).__name__}: index {index} out of range [0, {num_samples})")
+        sample = self.augment_sample(self.source.get_sample(index, self.rng))
         sample.remove_small_objects(self.min_object_area)
-        gt, points = self.points_sampler(sample, self.rng)
+        gt, points = self.sampler(sample, self.rng)
         return {
             "images": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
             "points": torch.from_numpy(points),
@@ -124,41 +131,42 @@ class InteractiveDataset(Dataset, ABC):
 
     def augment_sample(self, sample: InstanceSample) -> InstanceSample:
         """Augment until an object survives or the empty result is kept (with keep_background_prob)."""
-        if self.augmentator is None:
-            return sample.copy()  # pruning must not edit a sample the subclass may cache
+        if self.augmentation is None:
+            return sample.copy()  # pruning must not edit a sample the source may cache
         while True:
-            augmented = sample.augment(self.augmentator)
+            augmented = sample.augment(self.augmentation)
             keep_empty = self.keep_background_prob < 0.0 or self.rng.random() < self.keep_background_prob
             # a sample without objects cannot gain any: retrying would loop forever
             if len(augmented) > 0 or keep_empty or len(sample) == 0:
                 return augmented
 
     def evaluation_view(self, max_objects: int | None = None) -> EvaluationView:
-        """The protocol's view: one (image, gt, name) item per object, no augmentation."""
-        return EvaluationView(self, max_objects)
+        """The protocol's view of the source: one (image, gt, name) item per object, no augmentation."""
+        return EvaluationView(self.source, max_objects)
 
 
 class EvaluationView(Dataset):
-    """(image uint8 H×W×3, gt int8 H×W with -1 on ignore, name) for each object, in dataset order.
+    """(image uint8 H×W×3, gt int8 H×W with -1 on ignore, name) for each object of a source, in order.
 
     Objects are all objects of each sample's tree (roots and parts), in id order; the first
-    ``max_objects`` of them are kept (all when None). Samples are regenerated on access, so the
-    view holds only the (sample, object) index.
+    ``max_objects`` of them are kept (all when None). Samples are read with no random choice
+    (``get_sample(index)``) and regenerated on access, so the view holds only the (sample, object)
+    index.
     """
 
-    def __init__(self, dataset: InteractiveDataset, max_objects: int | None = None) -> None:
+    def __init__(self, source: SampleSource, max_objects: int | None = None) -> None:
         if max_objects is not None and max_objects < 1:
             raise ValueError(f"max_objects must be >= 1 or None, got {max_objects}")
-        self.dataset = dataset
+        self.source = source
         self.index: list[tuple[int, int]] = []
-        for sample_index in range(dataset.num_samples):
+        for sample_index in range(len(source)):
             if max_objects is not None and len(self.index) >= max_objects:
                 break
-            self.index.extend((sample_index, obj_id) for obj_id in dataset.sample_object_ids(sample_index))
+            self.index.extend((sample_index, obj_id) for obj_id in source.sample_object_ids(sample_index))
         if max_objects is not None:
             self.index = self.index[:max_objects]
         if not self.index:
-            raise ValueError(f"{type(dataset).__name__} has no objects to evaluate")
+            raise ValueError(f"{type(source).__name__} has no objects to evaluate")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -167,7 +175,7 @@ class EvaluationView(Dataset):
         if not -len(self) <= item < len(self):
             raise IndexError(f"evaluation item {item} out of range [0, {len(self)})")
         sample_index, obj_id = self.index[item]
-        sample = self.dataset.get_sample(sample_index)
+        sample = self.source.get_sample(sample_index)
         gt = sample.get_object_mask(obj_id).astype(np.int8)
         return sample.image, gt, f"{sample.name or sample_index}#{obj_id}"
 

@@ -14,9 +14,8 @@ probability ∝ (1 − score)^γ, γ = 1.25, so images the reference model found
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -24,10 +23,9 @@ from scipy import ndimage
 from iseg.data.eval.base import read_image
 from iseg.data.eval.layout import read_name_list
 from iseg.data.eval.sbd import load_sbd_instances
-from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
+from iseg.data.source import SampleSource
 from iseg.data.training_layout import require_listed_files, require_training_layout
-from iseg.interaction.sampler import MultiPointSampler
 
 SPLITS = ("train", "val")
 
@@ -88,32 +86,25 @@ def load_sample_weights(path: str | Path, names: Sequence[str], gamma: float) ->
     return weights / weights.sum()
 
 
-class SBDDataset(InteractiveDataset):
-    """SBD images with all their (non-buggy) instances as training targets.
+class SBDSource(SampleSource):
+    """SBD images with all their (non-buggy) instances as objects.
 
     Args:
         root: SBD ``dataset`` folder (``img/``, ``inst/``, ``train.txt``, ``val.txt``).
-        points_sampler / augmentator / min_object_area / keep_background_prob / epoch_len / seed:
-            as in ``InteractiveDataset``.
         split: 'train' or 'val'.
         buggy_mask_thresh: instances with area / bbox area below this become background (0 keeps all).
-        samples_weights: path of the reference ``sbd_samples_weights.pkl`` (None: uniform).
+        samples_weights: path of the reference ``sbd_samples_weights.pkl`` (None: uniform); sets
+            ``sample_probs``, by which ``InteractiveDataset`` draws every item's image.
         samples_weights_gamma: exponent γ of (1 − score)^γ.
     """
 
     def __init__(
         self,
         root: str | Path,
-        points_sampler: MultiPointSampler,
         split: str = "train",
         buggy_mask_thresh: float = 0.08,
         samples_weights: str | Path | None = None,
         samples_weights_gamma: float = 1.25,
-        augmentator: Callable[..., dict[str, Any]] | None = None,
-        min_object_area: int = 0,
-        keep_background_prob: float = 0.0,
-        epoch_len: int = -1,
-        seed: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"SBD split must be one of {list(SPLITS)}, got {split!r}")
@@ -135,9 +126,9 @@ class SBDDataset(InteractiveDataset):
         self.names = read_name_list(self.split_file)
         require_listed_files("SBD", self.split_file, (self.image_path(n) for n in self.names))
         require_listed_files("SBD", self.split_file, (self.mat_path(n) for n in self.names))
-        super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
-        if samples_weights is not None:
-            self.set_index_probs(load_sample_weights(samples_weights, self.names, samples_weights_gamma))
+        self._sample_probs = (
+            None if samples_weights is None else load_sample_weights(samples_weights, self.names, samples_weights_gamma)
+        )
 
     def image_path(self, name: str) -> Path:
         return self.root / "img" / f"{name}.jpg"
@@ -145,9 +136,12 @@ class SBDDataset(InteractiveDataset):
     def mat_path(self, name: str) -> Path:
         return self.root / "inst" / f"{name}.mat"
 
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def sample_probs(self) -> np.ndarray | None:
+        return self._sample_probs
 
     def _check_index(self, index: int) -> str:
         if not 0 <= index < len(self.names):
@@ -163,7 +157,7 @@ class SBDDataset(InteractiveDataset):
             instances = instances.astype(np.uint8)
         return remove_buggy_instances(instances, self.buggy_mask_thresh)
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
         name = self._check_index(index)
         image = read_image(self.image_path(name))
         instances = self.instance_map(index)

@@ -11,27 +11,23 @@ is a pure function of (``base_seed``, split, index), so every process sees the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-from iseg.data.interactive_dataset import InteractiveDataset
 from iseg.data.sample import InstanceSample
-from iseg.interaction.sampler import MultiPointSampler
+from iseg.data.source import SampleSource
 
 SPLITS = {"train": 0, "val": 1}
 IGNORE_VALUE = 255
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
-class SyntheticShapesDataset(InteractiveDataset):
+class SyntheticShapesSource(SampleSource):
     """Shapes-on-texture instance segmentation, generated on the fly.
 
     Args:
-        points_sampler / augmentator / min_object_area / keep_background_prob / epoch_len / seed:
-            as in ``InteractiveDataset``.
         split: 'train' or 'val' (different content seeds).
         num_samples: number of distinct images.
         image_size: (height, width).
@@ -45,7 +41,6 @@ class SyntheticShapesDataset(InteractiveDataset):
 
     def __init__(
         self,
-        points_sampler: MultiPointSampler,
         split: str = "train",
         num_samples: int = 1000,
         image_size: Sequence[int] = (160, 240),
@@ -54,11 +49,6 @@ class SyntheticShapesDataset(InteractiveDataset):
         base_seed: int = 0,
         object_scale: Sequence[float] = (0.12, 0.3),
         textured: bool = True,
-        augmentator: Callable[..., dict[str, Any]] | None = None,
-        min_object_area: int = 0,
-        keep_background_prob: float = 0.0,
-        epoch_len: int = -1,
-        seed: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
@@ -81,18 +71,17 @@ class SyntheticShapesDataset(InteractiveDataset):
             raise ValueError(f"object_scale must be (min, max) with 0 < min <= max <= 0.5, got {tuple(object_scale)}")
         self.object_scale = (low_scale, high_scale)
         self.textured = textured
-        super().__init__(points_sampler, augmentator, min_object_area, keep_background_prob, epoch_len, seed)
 
-    @property
-    def num_samples(self) -> int:
+    def __len__(self) -> int:
         return self._num_samples
 
-    def get_sample(self, index: int) -> InstanceSample:
+    def get_sample(self, index: int, rng: np.random.Generator | None = None) -> InstanceSample:
         if not 0 <= index < self._num_samples:
             raise IndexError(f"synthetic {self.split} index {index} out of range [0, {self._num_samples})")
-        rng = np.random.default_rng(np.random.SeedSequence([self.base_seed, SPLITS[self.split], index]))
+        # the content is a pure function of (base_seed, split, index): the dataset's rng is not used
+        content_rng = np.random.default_rng(np.random.SeedSequence([self.base_seed, SPLITS[self.split], index]))
         image, labels = render_shapes(
-            rng, self.image_size, self.num_objects, self.ignore_prob, self.object_scale, self.textured
+            content_rng, self.image_size, self.num_objects, self.ignore_prob, self.object_scale, self.textured
         )
         name = f"{self.split}_{index:06d}"
         return InstanceSample.from_label_map(image, labels, ignore_values=[IGNORE_VALUE], name=name)

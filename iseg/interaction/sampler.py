@@ -1,6 +1,9 @@
-"""Initial clicks for training: RITM's MultiPointSampler (reference §2.2; FCFI uses it unchanged).
+"""Simulated interactions for training: the ``InteractionSampler`` protocol and RITM's MultiPointSampler.
 
-For a sample it picks the target (one root object, or with ``merge_objects_prob`` the union of
+An ``InteractionSampler`` turns one augmented training sample into the target and the
+interactions a user already gave on it; ``InteractiveDataset`` calls it once per item with the
+dataset's generator. ``MultiPointSampler`` (reference §2.2; FCFI uses it unchanged) is the click
+one: for a sample it picks the target (one root object, or with ``merge_objects_prob`` the union of
 2..``max_num_merged_objects`` roots) and simulates a user who already clicked a few times:
 a geometric number of positives inside the (usually eroded) object and of negatives outside it,
 each negative taken from the background, from other objects or from a band around the target
@@ -17,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -55,6 +59,24 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return mask.view(bool)
 
 
+@runtime_checkable
+class InteractionSampler(Protocol):
+    """Chooses the training target of a sample and simulates the interactions already given on it.
+
+    Called as ``sampler(sample, rng)`` on the augmented, pruned sample (objects smaller than the
+    dataset's ``min_object_area`` are gone; a sample may have no object left, then the target is
+    empty). Every random draw must come from ``rng`` so that items repeat for a seed.
+    """
+
+    def __call__(self, sample: InstanceSample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(gt int32 H×W in {-1 ignore, 0, 1 target}, the interactions as one float32 array).
+
+        The array is the item's ``points``: for clicks the (2N, 3) rows (y, x, order), positives
+        first, padded with -1 (see ``MultiPointSampler``).
+        """
+        ...
+
+
 class _Pixels:
     """Uniform pixel draws from a boolean region; the flat index list is built once, on demand."""
 
@@ -78,7 +100,7 @@ class _Pixels:
 
 
 class MultiPointSampler:
-    """Target mask and initial clicks for one training sample.
+    """Target mask and initial clicks for one training sample: the click ``InteractionSampler``.
 
     Defaults are the reference's; the released RITM/FCFI configs use ``max_num_points=24,
     prob_gamma=0.8, merge_objects_prob=0.15, max_num_merged_objects=2`` (+ ``first_click_center``
