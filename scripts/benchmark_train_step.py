@@ -54,8 +54,8 @@ def main() -> None:
             "train",
             overrides=[
                 f"data.batch_size={args.batch_size}",
-                f"data.train_dataset.augmentator.crop_size=[{crop[0]},{crop[1]}]",
-                "data.train_dataset.image_size=[360,540]",
+                f"data.train_dataset.augmentation.crop_size=[{crop[0]},{crop[1]}]",
+                "data.train_dataset.source.image_size=[360,540]",
                 "data.num_workers=0",
                 *args.overrides,
             ],
