@@ -91,10 +91,11 @@ class Sample:
 
 @dataclass
 class SampleResult:
-    """Clicks made, IoU after each (float32) and the (intersection, union) counts behind it (K, 2);
-    boundary IoU and ASSD after each (float32) when they were computed, else None."""
+    """Prompts given (``clicks``: clicks under the standard robot), IoU after each (float32) and the
+    (intersection, union) counts behind it (K, 2); boundary IoU and ASSD after each (float32) when
+    they were computed, else None."""
 
-    clicks: list[Click]
+    clicks: list[Prompt]
     ious: np.ndarray
     inter_union: np.ndarray
     bious: np.ndarray | None = None

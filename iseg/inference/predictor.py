@@ -29,7 +29,7 @@ from torch import nn
 from iseg.inference.refiners import NoRefine, Refiner
 from iseg.inference.views import Frame, View, named_views
 from iseg.interaction.prompts import Prompt, check_prompt
-from iseg.models.inputs import NetInputs
+from iseg.models.inputs import NetInputs, inputs_for
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,9 @@ class Predictor:
         device: str | torch.device = "cpu",
         pred_thr: float = 0.49,
     ):
-        if inputs is None:
-            if not hasattr(net, "default_inputs"):
-                raise TypeError(
-                    f"{type(net).__name__} has no default_inputs(): pass the method's input adapter as inputs= "
-                    "(e.g. iseg.models.inputs.ClickInputs)"
-                )
-            inputs = net.default_inputs()
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        self.inputs = inputs
+        self.inputs = inputs_for(net, inputs)
         self.views = named_views(views)
         self.refiner = refiner if refiner is not None else NoRefine()
         self.pred_thr = pred_thr

@@ -30,7 +30,7 @@ from iseg.inference.views import View
 from iseg.interaction.iterative import simulate_iterative_clicks
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
-from iseg.models.inputs import NetInputs, PromptTensors
+from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
 
 
 class InteractiveModule(L.LightningModule):
@@ -67,7 +67,7 @@ class InteractiveModule(L.LightningModule):
     ):
         super().__init__()
         self.net = net
-        self.inputs = inputs if inputs is not None else net.default_inputs()
+        self.inputs = inputs_for(net, inputs)
         self.loss_terms = nn.ModuleDict({name: term for name, term in losses.items() if term is not None})
         if not self.loss_terms:
             raise ValueError("losses is empty: give at least one loss term (name -> iseg.losses.LossTerm)")

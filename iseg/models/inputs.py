@@ -62,6 +62,18 @@ class NetInputs:
         raise NotImplementedError(f"{type(self).__name__} must build the network's inputs")
 
 
+def inputs_for(net: object, inputs: NetInputs | None = None) -> NetInputs:
+    """``inputs`` if given, else the network's own adapter (``net.default_inputs()``)."""
+    if inputs is not None:
+        return inputs
+    if not hasattr(net, "default_inputs"):
+        raise TypeError(
+            f"{type(net).__name__} has no default_inputs(): pass the method's input adapter as inputs= "
+            "(e.g. iseg.models.inputs.ClickInputs)"
+        )
+    return net.default_inputs()
+
+
 class ClickInputs(NetInputs):
     """RITM-lineage networks: ``net(image, points)``, image + previous probabilities as channel 3
     when ``prev_mask`` (ITER-M networks)."""
