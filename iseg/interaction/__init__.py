@@ -1,6 +1,23 @@
-"""Clicks, their encodings, their simulation for training and the evaluation protocol's rules."""
+"""Prompts (click, scribble, box), their encodings, robots, training-time simulation and metrics."""
 
-from iseg.interaction.clicks import Click, clicks_to_points, points_to_clicks
+from iseg.interaction.clicks import clicks_to_points, points_to_clicks
+from iseg.interaction.encoders import PromptEncoder, make_encoder, register_encoder
 from iseg.interaction.encoding import ClickEncoder, encode_clicks
+from iseg.interaction.prompts import Box, Click, Prompt, Scribble
+from iseg.interaction.robots import ClickRobot, Robot
 
-__all__ = ["Click", "ClickEncoder", "clicks_to_points", "encode_clicks", "points_to_clicks"]
+__all__ = [
+    "Box",
+    "Click",
+    "ClickEncoder",
+    "ClickRobot",
+    "Prompt",
+    "PromptEncoder",
+    "Robot",
+    "Scribble",
+    "clicks_to_points",
+    "encode_clicks",
+    "make_encoder",
+    "points_to_clicks",
+    "register_encoder",
+]

@@ -44,7 +44,7 @@ class InteractiveModule(L.LightningModule):
         scheduler: factory ``optimizer -> LRScheduler`` stepped per epoch, or None.
         inputs: the method's input adapter; None takes ``net.default_inputs()``.
         max_num_next_clicks: extra simulated clicks per batch are drawn from 0..this.
-        protocol: the validation protocol's settings.
+        protocol: the validation protocol's settings (conf/method: all 20 clicks, NoC@85/90).
         protocol_samples: number of validation objects the protocol runs on.
         validation_views: the validation predictor's views (none: the plain network).
         num_logged_samples: protocol samples kept for image logging each validation.
@@ -74,7 +74,7 @@ class InteractiveModule(L.LightningModule):
         self._optimizer_factory = optimizer
         self._scheduler_factory = scheduler
         self.max_num_next_clicks = max_num_next_clicks
-        self.protocol = protocol or ProtocolConfig(target_iou=1.01, thresholds=(0.85, 0.90))
+        self.protocol = protocol or ProtocolConfig()
         self.protocol_samples = protocol_samples
         self.validation_views = validation_views
         self.num_logged_samples = num_logged_samples
