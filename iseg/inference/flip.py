@@ -7,6 +7,7 @@ the same as averaging probabilities.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -37,7 +38,10 @@ class Flip(View):
         image = torch.cat((frame.image, torch.flip(frame.image, dims=[3])))
         prev = torch.cat((frame.prev, torch.flip(frame.prev, dims=[3])))
         mirrored = [mirror_prompts(prompts, width) for prompts in frame.prompts]
-        return frame.with_tensors(image, prev, [list(p) for p in frame.prompts] + mirrored)
+        if frame.mirrored:
+            raise ValueError("the frame is mirrored already: use one Flip view")
+        moved = frame.with_tensors(image, prev, [list(p) for p in frame.prompts] + mirrored)
+        return replace(moved, mirrored=True)
 
     def inverse(self, output: torch.Tensor) -> torch.Tensor:
         return average_flipped(output)

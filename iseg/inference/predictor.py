@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iseg.inference.refiners import NoRefine, Refiner
+from iseg.inference.refiners import NoRefine, RefineContext, Refiner
 from iseg.inference.views import Frame, View, named_views
 from iseg.interaction.prompts import Prompt, check_prompt
 from iseg.models.inputs import NetInputs, inputs_for
@@ -157,8 +157,10 @@ class Predictor:
         frame = Frame(self._image, prev, [prompts])
         for view in self.views.values():
             frame = view.forward(frame)
-        tensors = self.inputs.encode(frame.prompts, self.device)
-        outputs = self.refiner(self.net, self.inputs(frame.image, frame.prev, tensors, step), step)
+        tensors = self.inputs.encode(self.refiner.network_prompts(frame.prompts), self.device)
+        changed = any(view.image_changed for view in self.views.values())
+        context = RefineContext(step, frame.prompts, changed, frame.mirrored)
+        outputs = self.refiner(self.net, self.inputs(frame.image, frame.prev, tensors, step), context)
         output = outputs["instances"]
         if output.shape[-2:] != frame.image.shape[-2:]:
             output = F.interpolate(output, size=frame.image.shape[-2:], mode="bilinear", align_corners=True)

@@ -33,6 +33,9 @@ class Frame:
     image: torch.Tensor
     prev: torch.Tensor
     prompts: list[list[Prompt]]
+    mirrored: bool = False
+    """The second half of the batch is the mirror image of the first (flip): a refiner that
+    optimises one variable per image mirrors it for that half."""
 
     def with_tensors(self, image: torch.Tensor, prev: torch.Tensor, prompts: list[list[Prompt]]) -> Frame:
         return replace(self, image=image, prev=prev, prompts=prompts)
@@ -48,6 +51,11 @@ class View:
 
     def inverse(self, output: torch.Tensor) -> torch.Tensor:
         return output
+
+    @property
+    def image_changed(self) -> bool:
+        """True when the last ``forward`` showed the network a new frame (a new zoom-in ROI, say)."""
+        return False
 
     def needs_recompute(self) -> bool:
         """True when the prediction just made should be made again (the view changed after seeing it)."""

@@ -6,9 +6,11 @@ config of an official checkpoint maps onto them 1:1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from iseg.models.backbones.deeplab_v3 import DeepLabV3Plus, SepConvHead
@@ -69,6 +71,37 @@ class DeeplabModel(ISModel):
         Returns {'instances': (B, 1, H/4, W/4) logits}.
         """
         return {"instances": self.head(self.feature_extractor(image, coord_features))}
+
+    def feature_refinement(
+        self, inputs: dict[str, Any], mode: str
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """f-BRS on DeepLabV3+ (reference §4): A after c4 (the rest: ASPP, decoder, head), B after the
+        ASPP + skip concatenation (decoder, head), C after the decoder (the head only)."""
+        if mode not in ("A", "B", "C"):
+            raise ValueError(f"f-BRS mode must be 'A', 'B' or 'C', got {mode!r}")
+        extractor = self.feature_extractor
+        with torch.no_grad():
+            fused = self.fuse_clicks(**inputs)
+            c1, _, _, c4 = extractor.backbone(fused.backbone_input, fused.stem_features)
+            skip = extractor.skip_project(c1)
+            if mode == "A":
+                features = c4
+            else:
+                context = F.interpolate(extractor.aspp(c4), size=skip.shape[2:], mode="bilinear", align_corners=True)
+                features = torch.cat((context, skip), dim=1)
+                if mode == "C":
+                    features = extractor.head(features)
+        size = fused.image.shape[2:]
+
+        def rest(x: torch.Tensor) -> torch.Tensor:
+            if mode == "A":
+                context = F.interpolate(extractor.aspp(x), size=skip.shape[2:], mode="bilinear", align_corners=True)
+                x = extractor.decode(context, skip)
+            elif mode == "B":
+                x = extractor.head(x)
+            return self.resize_outputs({"instances": self.head(x)}, size)["instances"]
+
+        return features, rest
 
     def lr_multipliers(self) -> dict[str, float]:
         """Backbone at ``backbone_lr_mult``; ASPP, skip, heads and click fusion at 1 (Conv1E at its own 0.1)."""

@@ -7,6 +7,7 @@ training scripts instead).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,6 +55,31 @@ class HRNetModel(ISModel):
         if self.with_aux_output:
             outputs["instances_aux"] = instances_aux
         return outputs
+
+    def feature_refinement(
+        self, inputs: dict[str, Any], mode: str
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """f-BRS on HRNet (reference §4): modes A and B act on the aggregated HRNet features (15w
+        channels; the rest is aux head + OCR + classifier), C on the OCR output (2K; the classifier)."""
+        if mode not in ("A", "B", "C"):
+            raise ValueError(f"f-BRS mode must be 'A', 'B' or 'C', got {mode!r}")
+        extractor = self.feature_extractor
+        if extractor.ocr_width == 0:
+            raise ValueError("f-BRS on HRNet needs the OCR head (ocr_width > 0)")
+        with torch.no_grad():
+            fused = self.fuse_clicks(**inputs)
+            features = extractor.aggregate(extractor.stages(extractor.stem(fused.backbone_input, fused.stem_features)))
+            if mode == "C":
+                out_aux = extractor.aux_head(features)
+                features = extractor.conv3x3_ocr(features)
+                features = extractor.ocr_distri_head(features, extractor.ocr_gather_head(features, out_aux))
+        size = fused.image.shape[2:]
+
+        def rest(x: torch.Tensor) -> torch.Tensor:
+            logits = extractor.cls_head(x) if mode == "C" else extractor.head(x)[0]
+            return self.resize_outputs({"instances": logits}, size)["instances"]
+
+        return features, rest
 
     def lr_multipliers(self) -> dict[str, float]:
         """Per-parameter multipliers of RITM's optimizer (one group per parameter there)."""

@@ -7,7 +7,7 @@ official checkpoint's serialized config maps 1:1 onto them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -93,6 +93,24 @@ class ISModel(nn.Module):
     def default_inputs(self) -> NetInputs:
         """The input adapter of this network: clicks, plus the previous mask as channel 3 for ITER-M."""
         return ClickInputs(prev_mask=self.with_prev_mask)
+
+    def input_refinement_module(self, target: str) -> nn.Module:
+        """The module whose output input-BRS offsets: ``'rgb'`` the normalised image, ``'click_maps'``
+        the [positive, negative] click maps (before the previous mask joins them)."""
+        modules = {"rgb": self.normalization, "click_maps": self.dist_maps}
+        if target not in modules:
+            raise ValueError(f"input refinement target must be one of {sorted(modules)}, got {target!r}")
+        return modules[target]
+
+    def feature_refinement(
+        self, inputs: dict[str, Any], mode: str
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """(features at f-BRS mode ``'A'``, ``'B'`` or ``'C'``'s insertion point, computed without
+        gradients; the rest of the network: features -> ``instances`` logits at input resolution).
+
+        The split is network-specific (reference §4); a network without one refuses f-BRS.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no feature split for f-BRS (mode {mode!r})")
 
     # How each output is resized to the input (bilinear); subclasses with more outputs extend it.
     output_align_corners: dict[str, bool] = {"instances": True, "instances_aux": True}

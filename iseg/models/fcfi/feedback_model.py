@@ -39,6 +39,10 @@ class FeedbackModelMixin:
         """FCFI's adapter: the newest click and the gate besides image + feedback and the clicks."""
         return FCFIInputs()
 
+    def feature_refinement(self, inputs: dict[str, Any], mode: str) -> Any:
+        """FCFI's feedback modules sit inside the feature path, so f-BRS has no split here (input BRS works)."""
+        raise NotImplementedError(f"{type(self).__name__}: f-BRS (mode {mode!r}) is not defined for FCFI networks")
+
     output_align_corners = {"instances": True, "instances_aux": True, "updated_feedback1": True, "updated_feedback2": True}
 
     def forward(
