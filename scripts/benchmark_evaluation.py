@@ -6,6 +6,7 @@
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --processes 2 --threads 1
     python scripts/benchmark_evaluation.py FCFI_CHECKPOINT --fcfi --dataset grabcut --root ../shared/data/GrabCut
     python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.views.flip=null
+    python scripts/benchmark_evaluation.py FBRS_CHECKPOINT --refiner fbrs_b --dataset grabcut --root ...
 
 Settings come from the evaluation configs (conf/eval, as evaluate.py composes them): ``--predictor``
 names the conf/eval/predictor file (ritm by default); ``--fcfi`` is ``--predictor fcfi_h18s``
@@ -86,6 +87,8 @@ def main() -> None:
                         "boundary IoU and ASSD (--target-iou is ignored)")
     parser.add_argument("--fcfi-backbone", default="hrnet18s", choices=["hrnet18s", "resnet101"],
                         help="column of FCFI's zoom-in table (predictor fcfi_h18s or fcfi_r101)")
+    parser.add_argument("--refiner", default="none",
+                        help="conf/eval/refiner option (none, rgb_brs, distmap_brs, fbrs_a, fbrs_b, fbrs_c)")
     parser.add_argument("--override", action="append", default=[], help="more Hydra overrides of conf/eval")
     args = parser.parse_args()
 
@@ -101,7 +104,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     net = load_model(args.checkpoint, map_location="cpu")
     predictor_name = {"hrnet18s": "fcfi_h18s", "resnet101": "fcfi_r101"}[args.fcfi_backbone] if args.fcfi else args.predictor
-    overrides = [f"predictor={predictor_name}", f"protocol.max_clicks={args.max_clicks}", *args.override]
+    overrides = [f"predictor={predictor_name}", f"refiner={args.refiner}", f"protocol.max_clicks={args.max_clicks}",
+                 *args.override]
     if not args.fcfi:
         overrides.append(f"protocol.target_iou={args.target_iou}")
     overrides += ["predictor.views.zoom_in=null"] if args.no_zoom else []
@@ -129,7 +133,7 @@ def main() -> None:
     protocol = "FCFI (20 clicks, boundary metrics)" if args.fcfi else f"stop at {args.target_iou}"
     print(f"checkpoint       {args.checkpoint}  ({type(net).__name__})")
     print(
-        f"setting          {args.dataset}, predictor={predictor_name}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
+        f"setting          {args.dataset}, predictor={predictor_name}, refiner={args.refiner}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
         f"flip {'off' if args.no_flip else 'on'}, zoom-in {zoom}, channels_last {not args.no_channels_last}, "
         f"processes {evaluation.world_size}"
     )

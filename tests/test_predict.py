@@ -1,0 +1,61 @@
+"""The one-call API: predict(image, clicks, checkpoint, refiner) gives what the predictor gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iseg.inference.brs import FeatureBRS
+from iseg.inference.flip import Flip
+from iseg.inference.predict import load_network, make_predictor, predict
+from iseg.inference.predictor import Predictor
+from iseg.inference.zoom_in import ZoomIn
+from iseg.interaction.prompts import Click
+from tests.test_predictor import _checkpoint, _image
+
+CLICKS = [Click(20, 30, True), Click(40, 70, False), Click(22, 33, True)]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint("v1_override", tmp_path_factory.mktemp("predict"))
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_predict_equals_the_configured_predictor_clicked_by_hand(checkpoint, one_thread):
+    image = _image(64, 96)
+    probs = predict(image, CLICKS, checkpoint, return_probs=True)
+    by_hand = Predictor(load_network(checkpoint), views={"zoom_in": ZoomIn(target_size=400), "flip": Flip()})
+    by_hand.set_image(image)
+    for click in CLICKS:
+        expected = by_hand.add(click)
+    np.testing.assert_array_equal(probs, expected)
+    mask = predict(image, CLICKS, checkpoint)
+    assert mask.dtype == bool and np.array_equal(mask, expected > 0.49)
+    assert load_network(checkpoint) is load_network(str(checkpoint))  # loaded once
+
+
+def test_a_refiner_by_name_or_object(checkpoint, one_thread):
+    image = _image(64, 96)
+    named = make_predictor(checkpoint, "fbrs_c")
+    assert isinstance(named.refiner, FeatureBRS) and named.refiner.mode == "C" and named.refiner.net_clicks_limit == 8
+    mine = FeatureBRS("A", net_clicks_limit=2)
+    assert make_predictor(checkpoint, mine).refiner is mine
+    assert predict(image, CLICKS, checkpoint, refiner="fbrs_c").shape == (64, 96)
+
+
+def test_bad_input_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth does not exist"):
+        predict(_image(), CLICKS, tmp_path / "nope.pth")
+    with pytest.raises(ValueError, match="at least one click"):
+        predict(_image(), [], tmp_path / "nope.pth")
