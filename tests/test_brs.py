@@ -153,3 +153,35 @@ def test_first_click_is_the_plain_forward_and_undo_replays_exactly(fbrs_net, one
         assert refiner.last_objective is not None and refiner.last_objective.evaluations >= 1
         predictor.undo()
         np.testing.assert_array_equal(predictor.add(clicks[2]), maps[2])
+
+
+@pytest.mark.slow
+def test_every_refiner_runs_through_evaluate_py_on_grabcut(tmp_path):
+    """evaluate.py with each refiner option (one Hydra multirun) on the first real GrabCut image,
+    with the f-BRS stand-in network saved as an official plain state dict."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, require_shared_dataset
+
+    root = require_shared_dataset("GrabCut")
+    pytest.importorskip("iseg.models.fbrs", reason="f-BRS networks not available")
+    state = fill_rule_state_dict(load_spec("fbrs_hrnet18_ocr64"))
+    state["feature_extractor.cls_head.weight"] = state["feature_extractor.cls_head.weight"] * 2.0**-7
+    state["feature_extractor.cls_head.bias"] = torch.full((1,), 2.0)
+    checkpoint = tmp_path / "hrnet18_ocr64_sbd.pth"
+    torch.save(state, checkpoint)
+    refiners = ["none", *MODES.values(), "fbrs_b"]
+    command = [
+        sys.executable, "evaluate.py", "-m", f"checkpoint={checkpoint}", "data=grabcut", f"data.grabcut.root={root}",
+        f"refiner={','.join(refiners)}", "max_samples=1", "protocol.max_clicks=2", "protocol.target_iou=1.01",
+        "predictor.views.zoom_in.target_size=96", "threads=1", "num_examples=0", f"hydra.sweep.dir={tmp_path / 'runs'}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for index, name in enumerate(refiners):
+        document = json.loads((tmp_path / "runs" / str(index) / "results.json").read_text())
+        assert document["predictor"]["refiner"]["_target_"].endswith(("NoRefine", "InputBRS", "FeatureBRS")), name
+        assert len(document["datasets"]["grabcut"]["samples"][0]["ious"]) == 2, name
