@@ -134,6 +134,8 @@ class BRSRefiner(Refiner):
         self.eps = eps
         self.lbfgs = {"m": 20, "factr": 0, "pgtol": 1e-8, "maxfun": 20, "maxiter": 40, **(lbfgs or {})}
         self.last_objective: BRSObjective | None = None
+        self.evaluation_counts: list[int] = []
+        """L-BFGS evaluations of every optimised click so far (statistics; not interaction state)."""
         self.reset()
 
     def network_prompts(self, prompt_lists: Sequence[Sequence[Prompt]]) -> list[list[Prompt]]:
@@ -151,6 +153,7 @@ class BRSRefiner(Refiner):
         objective = BRSObjective(logits_of, pos, neg, self.prob_thresh, self.min_iou_diff, self.eps)
         x, _, _ = fmin_l_bfgs_b(objective, x0, **self.lbfgs)
         self.last_objective = objective
+        self.evaluation_counts.append(objective.evaluations)
         return x, objective.best_logits
 
     def refine(
