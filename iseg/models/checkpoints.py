@@ -306,6 +306,105 @@ class FcfiContainerFormat:
 
 
 # ----------------------------------------------------------------------------------------------
+# f-BRS: a bare state dict, the architecture inferred from its keys and shapes (spec §1.5)
+
+
+class FbrsStateDictFormat:
+    """f-BRS's released files (``hrnet18_ocr64_sbd.pth``, ``resnet34_dh128_sbd.pth``, ...):
+    ``torch.save(net.state_dict())`` with no config; builds FBRSHRNetModel / FBRSDeeplabModel.
+
+    The architecture is read as f-BRS's loader does: HRNet if a key contains
+    ``feature_extractor.stage2.0.branches``, small if fewer than 1800 ``feature_extractor.`` keys,
+    width and OCR width from two tensor shapes; otherwise a DeepLab whose ResNet depth follows from
+    the number of backbone tensors without ``num_batches_tracked`` (<= 181 r34, <= 276 r50, <= 531
+    r101), the head width from ``aspp.project.0.weight`` and the ASPP dropout from an
+    ``aspp_dropout`` entry if present, else 0.5 for width 256 and 0.2 otherwise. The ResNet files
+    (converted from MXNet) have no ``num_batches_tracked`` buffers: missing ones are added as 0.
+    The network is built without the aux output, as the reference evaluates it.
+    """
+
+    name = "fbrs"
+    network_prefixes = ("rgb_conv.", "feature_extractor.")
+    hrnet_marker = "feature_extractor.stage2.0.branches"
+    hrnet_width_key = "feature_extractor.stage2.0.branches.0.0.conv1.weight"
+    ocr_width_key = "feature_extractor.ocr_distri_head.object_context_block.f_down.1.0.bias"
+    small_hrnet_max_keys = 1800  # fewer feature_extractor keys than this: HRNet-W18-small
+    resnet_max_keys = (("resnet34", 181), ("resnet50", 276), ("resnet101", 531))
+    aspp_key = "feature_extractor.aspp.project.0.weight"
+
+    def matches(self, obj: Any) -> bool:
+        """A bare state dict (name -> tensor) with keys of an f-BRS network's top-level modules."""
+        return (
+            isinstance(obj, Mapping)
+            and len(obj) > 0
+            and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in obj.items())
+            and any(key.startswith(self.network_prefixes) for key in obj)
+        )
+
+    def architecture(self, state_dict: Mapping[str, torch.Tensor]) -> tuple[str, dict[str, Any]]:
+        """(iseg class name, constructor kwargs) of the network the state dict belongs to."""
+        if not any(key.startswith("rgb_conv.") for key in state_dict):
+            raise CheckpointError(
+                f"no rgb_conv.* tensors: f-BRS networks fuse the clicks with rgb_conv; the file seems to hold "
+                f"[{describe_architecture(state_dict)}] "
+                "(RITM/FCFI weights come in a {'state_dict', 'config'} container)"
+            )
+
+        def shape(key: str) -> tuple[int, ...]:
+            if key not in state_dict:
+                raise CheckpointError(
+                    f"f-BRS architecture inference needs tensor '{key}', which the file lacks "
+                    f"(it seems to hold [{describe_architecture(state_dict)}])"
+                )
+            return tuple(state_dict[key].shape)
+
+        if any(self.hrnet_marker in key for key in state_dict):
+            num_keys = sum("feature_extractor." in key for key in state_dict)
+            kwargs = {
+                "width": shape(self.hrnet_width_key)[0],
+                "ocr_width": shape(self.ocr_width_key)[0],
+                "small": num_keys < self.small_hrnet_max_keys,
+            }
+            return "FBRSHRNetModel", kwargs
+        if any("feature_extractor.backbone" in key for key in state_dict):
+            num_keys = sum(
+                "feature_extractor.backbone" in key and "num_batches_tracked" not in key for key in state_dict
+            )
+            backbone = next((name for name, most in self.resnet_max_keys if num_keys <= most), None)
+            if backbone is None:
+                raise CheckpointError(
+                    f"{num_keys} ResNet backbone tensors: more than any f-BRS backbone has "
+                    f"({', '.join(f'{name} <= {most}' for name, most in self.resnet_max_keys)})"
+                )
+            deeplab_ch = shape(self.aspp_key)[0]
+            if "aspp_dropout" in state_dict:
+                aspp_dropout = float(state_dict["aspp_dropout"].item())
+            else:
+                aspp_dropout = 0.5 if deeplab_ch == 256 else 0.2
+            return "FBRSDeeplabModel", {"backbone": backbone, "deeplab_ch": deeplab_ch, "aspp_dropout": aspp_dropout}
+        raise CheckpointError(
+            f"neither an f-BRS HRNet (no '{self.hrnet_marker}*' keys) nor an f-BRS DeepLab (no "
+            f"'feature_extractor.backbone*' keys); the file seems to hold [{describe_architecture(state_dict)}]"
+        )
+
+    def build(self, obj: Any) -> nn.Module:
+        import iseg.models.fbrs as fbrs
+
+        class_name, kwargs = self.architecture(obj)
+        try:
+            model = getattr(fbrs, class_name)(**kwargs)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"cannot build {class_name} from inferred arguments {kwargs}: {error}") from error
+        state_dict = {key: value for key, value in obj.items() if key != "aspp_dropout"}
+        for key, value in model.state_dict().items():
+            stem = key[: -len("num_batches_tracked")]
+            if key.endswith("num_batches_tracked") and key not in state_dict and f"{stem}running_mean" in state_dict:
+                state_dict[key] = torch.zeros_like(value)
+        load_state_dict_strict(model, state_dict)
+        return model
+
+
+# ----------------------------------------------------------------------------------------------
 # iseg's Lightning checkpoints: network under 'net.' in 'state_dict', its Hydra config in
 # hyper_parameters['net']
 
@@ -352,3 +451,4 @@ def _without_pretrained(config: Any) -> Any:
 register_checkpoint_format(RitmContainerFormat())
 register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
+register_checkpoint_format(FbrsStateDictFormat())
