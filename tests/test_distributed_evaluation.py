@@ -21,7 +21,7 @@ def _run(checkpoint: Path, data: Path, output: Path, devices: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
         sys.executable, "evaluate.py", f"checkpoint={checkpoint}", "data=folder", f"data.folder.root={data}",
-        "protocol.max_clicks=4", "protocol.target_iou=0.95", "predictor.zoom_in.target_size=64", "threads=1",
+        "protocol.max_clicks=4", "protocol.target_iou=0.95", "predictor.views.zoom_in.target_size=64", "threads=1",
         f"fabric.devices={devices}", f"fabric.strategy={'ddp' if devices > 1 else 'auto'}", f"hydra.run.dir={output}",
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
