@@ -40,7 +40,7 @@ def test_predict_equals_the_configured_predictor_clicked_by_hand(checkpoint, one
     for click in CLICKS:
         expected = by_hand.add(click)
     np.testing.assert_array_equal(probs, expected)
-    mask = predict(image, CLICKS, checkpoint)
+    mask = predict(image, [(c.y, c.x, c.is_positive) for c in CLICKS], checkpoint)  # tuples work too
     assert mask.dtype == bool and np.array_equal(mask, expected > 0.49)
     assert load_network(checkpoint) is load_network(str(checkpoint))  # loaded once
 
@@ -59,3 +59,11 @@ def test_bad_input_is_named(tmp_path):
         predict(_image(), CLICKS, tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="at least one click"):
         predict(_image(), [], tmp_path / "nope.pth")
+
+
+def test_the_top_level_name():
+    import iseg
+
+    assert iseg.predict is predict
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        iseg.nope  # noqa: B018

@@ -20,7 +20,7 @@ from torch import nn
 
 from iseg.inference.predictor import Predictor
 from iseg.inference.refiners import Refiner
-from iseg.interaction.prompts import Prompt
+from iseg.interaction.prompts import Click, Prompt
 
 
 @lru_cache(maxsize=4)
@@ -56,21 +56,31 @@ def make_predictor(
     return factory(load_network(checkpoint), device=device, **given)
 
 
+def as_prompt(prompt: Prompt | Sequence) -> Prompt:
+    """A prompt, or a click given as a ``(y, x, is_positive)`` tuple."""
+    if isinstance(prompt, Prompt):
+        return prompt
+    if isinstance(prompt, Sequence) and len(prompt) == 3:
+        y, x, positive = prompt
+        return Click(float(y), float(x), bool(positive))
+    raise TypeError(f"expected a prompt or a (y, x, is_positive) tuple, got {prompt!r}")
+
+
 def predict(
     image: np.ndarray,
-    clicks: Sequence[Prompt],
+    clicks: Sequence[Prompt | Sequence],
     checkpoint: str | Path | nn.Module,
     refiner: str | Refiner = "none",
     settings: str = "ritm",
     device: str | torch.device = "cpu",
     return_probs: bool = False,
 ) -> np.ndarray:
-    """The mask (bool H x W) after ``clicks`` on ``image`` (uint8 RGB H x W x 3); the probabilities
-    (float32) with ``return_probs``."""
+    """The mask (bool H x W) after ``clicks`` (prompts, or ``(y, x, is_positive)`` tuples) on
+    ``image`` (uint8 RGB H x W x 3); the probabilities (float32) with ``return_probs``."""
     if not clicks:
         raise ValueError("predict needs at least one click")
     predictor = make_predictor(checkpoint, refiner, settings, device)
     predictor.set_image(image)
     for click in clicks:
-        predictor.add(click)
+        predictor.add(as_prompt(click))
     return predictor.probs.copy() if return_probs else predictor.mask
