@@ -19,7 +19,7 @@ from iseg.interaction.boundary_metrics import (
     summarize_boundary,
 )
 from iseg.interaction.clicks import Click
-from tests.protocol_helpers import evaluate_pairs, evaluate_with
+from tests.protocol_helpers import evaluate_with
 
 # 100 x 100 image: diagonal 141.4, band width round(2.83) = 3 px
 SHAPE = (100, 100)

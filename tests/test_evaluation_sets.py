@@ -27,7 +27,7 @@ from iseg.data.eval import (
 )
 from iseg.data.eval import instance_cache
 from tests.conftest import require_shared_dataset
-from tests.protocol_helpers import evaluate_pairs, evaluate_with
+from tests.protocol_helpers import evaluate_pairs
 
 # ----------------------------------------------------------------------------- helpers
 

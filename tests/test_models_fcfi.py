@@ -16,11 +16,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from iseg.models.checkpoints import CheckpointError, describe_architecture, load_model
-from iseg.models.deeplab_model import DeeplabModel
 from iseg.models.fcfi import FCFIDeeplabModel, FCFIHRNetModel
 from iseg.models.fcfi.ffcm import FocusedCorrectionModule
 from iseg.models.fcfi.inputs import FCFIInputs
-from iseg.models.hrnet_model import HRNetModel
 from tests.golden import load_io, load_spec, make_official_checkpoint, official_config
 
 VARIANTS = {"fcfi_hrnet18s": FCFIHRNetModel, "fcfi_resnet101": FCFIDeeplabModel}

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from iseg.data.sample import InstanceSample, ObjectNode
+from iseg.data.sample import InstanceSample
 from iseg.interaction.sampler import MultiPointSampler, center_click_candidates, generate_probs
 
 H, W = 64, 96
