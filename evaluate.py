@@ -4,10 +4,12 @@ Several sets in one table: `python evaluate.py checkpoint=PATH 'data=[grabcut,be
 options in conf/eval/evaluate.yaml (protocol, predictor=ritm|fcfi, fabric.devices, logger=wandb).
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from iseg.evaluation.runner import evaluate
+from iseg.evaluation.runner import data_choice_error, evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf/eval", config_name="evaluate")
@@ -16,4 +18,6 @@ def main(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
+    if error := data_choice_error(sys.argv[1:]):  # list only evaluation sets, not conf/data's training sets
+        sys.exit(error)
     main()

@@ -53,7 +53,8 @@ def predictor_config(zoom: dict | None = SMALL_ZOOM, flip: bool = True, **kwargs
 
 
 def make_folder_set(root: Path, num_images: int = 4, shape: tuple[int, int] = (40, 56)) -> Path:
-    """``num_images`` smooth random images with one ellipse each, plus an image whose mask is empty."""
+    """``num_images`` smooth random images with one ellipse each (mask value 1: 255 is ignore), plus an
+    image whose mask is empty."""
     height, width = shape
     rows, cols = np.mgrid[:height, :width]
     rng = np.random.default_rng(0)
@@ -61,7 +62,7 @@ def make_folder_set(root: Path, num_images: int = 4, shape: tuple[int, int] = (4
         image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (7, 7), 0)
         cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
         ry, rx = rng.uniform(0.15, 0.3) * height, rng.uniform(0.15, 0.3) * width
-        mask = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1).astype(np.uint8) * 255
+        mask = (((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1).astype(np.uint8)
         write_mask(root / "images" / f"img{i}.png", image)
         write_mask(root / "masks" / f"img{i}.png", mask)
     write_image(root / "images" / "zz_empty.png", height, width, seed=9)
@@ -209,7 +210,9 @@ def test_table_prints_every_metric() -> None:
     assert stopped_row["NoC@90"] == "1.50" and stopped_row["NoC@95"] == "-" and stopped_row["mIoU@2"] == "-"
     assert stopped_row["mIoU@1"] == f"{(0.7 + 0.95) / 2:.4f}"
     text = "\n".join(table)
-    assert "NoC@95 '-'" in text and "mIoU@k '-'" in text
+    assert "NoC@95 '-': samples stopped at protocol.target_iou=0.9 " in text
+    assert "mIoU@2,3,5,10,20 '-': not every sample ran that many clicks (protocol.target_iou=1.01 runs all 20)" in text
+    assert "beyond" not in text
     assert "full: 1 excluded\n  bad.png: empty ground truth" in text
 
 
@@ -263,7 +266,8 @@ def test_configs_build_every_layout_and_the_zoom_tables(tmp_path, monkeypatch) -
     ritm = _compose(["checkpoint=x"])
     views = ritm.predictor.views
     assert ritm.protocol.target_iou == 0.9 and views.flip and views.zoom_in.target_size == 400
-    assert list(views) == ["zoom_in", "flip"] and ritm.robot._target_ == "iseg.interaction.robots.ClickRobot"
+    assert list(views) == ["zoom_in", "limit_size", "flip"] and views.limit_size.max_size is None  # off
+    assert ritm.robot._target_ == "iseg.interaction.robots.ClickRobot"
     assert ritm.predictor_per_dataset == {"davis": {"views": {"zoom_in": {"target_size": 600}}}}
     assert list(ritm.data) == ["grabcut"]
     fcfi = _compose(["checkpoint=x", "predictor=fcfi_r101"])
@@ -339,14 +343,16 @@ def test_bad_input_gets_a_clear_error(folder_set, tmp_path) -> None:
         build_datasets({})
 
     mismatch = make_folder_set(tmp_path / "mismatch", num_images=1)
-    write_mask(mismatch / "masks" / "img0.png", np.full((20, 20), 255, np.uint8))
+    write_mask(mismatch / "masks" / "img0.png", np.full((20, 20), 1, np.uint8))
     with pytest.raises(ValueError, match=r"mask .*img0\.png is 20x20 \(HxW\) but image .*img0\.png is 40x56"):
-        evaluate_checkpoint(DiskNet(), {"folder": FolderDataset(mismatch)})
+        FolderDataset(mismatch)  # at start-up
 
     unreadable = make_folder_set(tmp_path / "unreadable", num_images=1)
     (unreadable / "images" / "img0.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"cannot read image .*img0\.png"):
-        evaluate_checkpoint(DiskNet(), {"folder": FolderDataset(unreadable)})
+        FolderDataset(unreadable)
+    with pytest.raises(ValueError, match=r"cannot read image .*img0\.png"):  # unchecked: found when read
+        evaluate_checkpoint(DiskNet(), {"folder": FolderDataset(unreadable, check_files="off")})
 
     with pytest.raises(FileNotFoundError, match="checkpoint file .*nope.pth does not exist"):
         evaluate_checkpoint(tmp_path / "nope.pth", {"folder": FolderDataset(folder_set)})

@@ -172,8 +172,10 @@ def test_grabcut_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "boundary_GT" / "x.bmp").unlink()
 
     (tmp_path / "data_GT" / "x.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"x\.jpg: cannot read image .*x\.jpg: not an image file"):
+        GrabCutDataset(tmp_path)  # checked at start-up
     with pytest.raises(ValueError, match=r"cannot read image .*x\.jpg"):
-        GrabCutDataset(tmp_path)[0]
+        GrabCutDataset(tmp_path, check_files="off")[0]  # unchecked: found when read
 
     write_image(tmp_path / "data_GT" / "x.jpg", 12, 12)
     (tmp_path / "boundary_GT" / "x.png").write_bytes(b"garbage")

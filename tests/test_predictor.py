@@ -284,7 +284,7 @@ def test_bad_inputs_name_the_value() -> None:
     predictor = make(DiskNet())
     with pytest.raises(RuntimeError, match="set_image"):
         predictor.add(Click(1, 1, True))
-    with pytest.raises(ValueError, match=r"uint8 RGB.*float32 \(4, 4, 3\)"):
+    with pytest.raises(ValueError, match=r"uint8 image \(H, W, 3\) RGB, got a float32 array of shape \(4, 4, 3\)"):
         predictor.set_image(np.zeros((4, 4, 3), np.float32))
     predictor.set_image(_image())
     with pytest.raises(TypeError, match=r"expected a prompt \(Click, Scribble or Box\), got tuple"):

@@ -91,11 +91,7 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             for e in evaluations
         ]
         lines.extend(["", *_aligned(("dataset", "samples", *BOUNDARY_COLUMNS), boundary_rows)])
-    notes = []
-    if any(evaluation.summary.get("NoC@95") is None for evaluation in evaluations):
-        notes.append("NoC@95 '-': samples stopped at a target IoU below 0.95 (protocol.target_iou=0.95 or 1.01)")
-    if any(evaluation.summary.get(c) is None for evaluation in evaluations for c in TABLE_COLUMNS if "mIoU" in c):
-        notes.append("mIoU@k '-': not every sample ran k clicks (protocol.target_iou=1.01 max_clicks=20 runs all)")
+    notes = _missing_metric_notes(evaluations)
     if has_boundary_metrics(evaluations):
         ratio = evaluations[0].protocol.get("dilation_ratio")
         notes.append(
@@ -112,6 +108,32 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             lines.append(f"{evaluation.key}: {len(evaluation.exclusions)} excluded")
             lines.extend(f"  {name}: {reason}" for name, reason in evaluation.exclusions)
     return "\n".join(lines)
+
+
+def _missing_metric_notes(evaluations: Sequence[DatasetEvaluation]) -> list[str]:
+    """Why a column shows '-', with the settings of this run that would fill it."""
+    notes = []
+    stopped = [e for e in evaluations if e.summary.get("NoC@95") is None]
+    if stopped:
+        targets = ", ".join(sorted({f"{e.protocol['target_iou']:g}" for e in stopped}))
+        notes.append(f"NoC@95 '-': samples stopped at protocol.target_iou={targets} (0.95 or 1.01 gives NoC@95)")
+    missing = {c for e in evaluations for c in TABLE_COLUMNS if "mIoU" in c and e.summary.get(c) is None}
+    if missing:
+        max_clicks = max(int(e.protocol["max_clicks"]) for e in evaluations)
+        clicks = sorted(int(c.split("@")[1]) for c in missing)
+        beyond = [k for k in clicks if k > max_clicks]
+        within = [k for k in clicks if k <= max_clicks]
+        if within:
+            notes.append(
+                f"mIoU@{','.join(map(str, within))} '-': not every sample ran that many clicks "
+                f"(protocol.target_iou=1.01 runs all {max_clicks})"
+            )
+        if beyond:
+            notes.append(
+                f"mIoU@{','.join(map(str, beyond))} '-': beyond this run's protocol.max_clicks={max_clicks} "
+                f"(protocol.max_clicks={beyond[-1]} protocol.target_iou=1.01 gives them)"
+            )
+    return notes
 
 
 def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -261,6 +261,45 @@ def _evaluate_set(
 # ------------------------------------------------------------------------------------ Hydra
 
 
+def evaluation_set_options() -> list[str]:
+    """The ``data`` options of evaluate.py: the files of conf/eval/data (not the training sets of conf/data)."""
+    return sorted(path.stem for path in (CONFIG_DIR / "eval" / "data").glob("*.yaml"))
+
+
+def data_choice_error(args: Sequence[str]) -> str | None:
+    """The message for ``data=`` command-line choices that are not evaluation sets, or None.
+
+    Hydra's own message would list the training sets of conf/data too (evaluate.py's search path
+    holds conf/ for the shared paths/hydra/logger groups), so evaluate.py asks this first.
+    Arguments Hydra's parser rejects are left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, known, unknown = OverridesParser.create(), evaluation_set_options(), []
+    for arg in args:
+        try:
+            override = parser.parse_override(arg)
+        except HydraException:  # not an override (a flag such as --help) or bad syntax: Hydra's to report
+            continue
+        if override.get_key_element().lstrip("+~") != "data" or override.is_delete():
+            continue
+        try:
+            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        except HydraException:  # glob(...) needs Hydra's config loader: Hydra lists the matches itself
+            continue
+        for value in values:
+            for name in value if isinstance(value, list) else [value]:
+                if isinstance(name, str) and name not in known and name not in unknown:
+                    unknown.append(name)
+    if not unknown:
+        return None
+    return (
+        f"evaluate.py: no evaluation set {', '.join(map(repr, unknown))} (data=...). Evaluation sets (conf/eval/data):\n\t"
+        + "\n\t".join(known)
+    )
+
+
 def build_datasets(config: DictConfig | Mapping[str, Any]) -> dict[str, EvaluationSet]:
     """The ``data`` entries of the config (name -> ``_target_`` config), built in order.
 
@@ -270,7 +309,7 @@ def build_datasets(config: DictConfig | Mapping[str, Any]) -> dict[str, Evaluati
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    known = "grabcut, berkeley, davis, sbd, coco_mval, pascalvoc, folder (conf/eval/data)"
+    known = f"{', '.join(evaluation_set_options())} (conf/eval/data)"
     if not config:
         raise ValueError(f"no evaluation set selected: use data=grabcut or 'data=[grabcut,davis]'; known: {known}")
     if "_target_" in config:

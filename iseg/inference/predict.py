@@ -4,7 +4,9 @@
 chosen settings (conf/eval/predictor, RITM's by default: zoom-in and flip) with the chosen refiner
 (conf/eval/refiner: ``none``, ``rgb_brs``, ``distmap_brs``, ``fbrs_a``, ``fbrs_b``, ``fbrs_c``),
 adds the clicks one by one as a user would, and returns the final mask. Networks loaded from a path
-are kept, so repeated calls do not reload the checkpoint.
+are kept, so repeated calls do not reload the checkpoint. Images larger than ``MAX_SIZE`` (800 px on
+the longer side) are shown to the network scaled down to it (:class:`~iseg.inference.limit_size.LimitLongestSide`),
+so a 4000x3000 photo costs about what an 800x600 one does; evaluate.py keeps it off.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from torch import nn
 from iseg.inference.predictor import Predictor
 from iseg.inference.refiners import Refiner
 from iseg.interaction.prompts import Click, Prompt
+
+MAX_SIZE = 800
+"""Longer side (pixels) at which the network sees a larger image (LimitLongestSide, RITM's demo value);
+the mask comes back at full size."""
 
 
 @lru_cache(maxsize=4)
@@ -46,10 +52,12 @@ def make_predictor(
     settings: str = "ritm",
     device: str | torch.device = "cpu",
 ) -> Predictor:
-    """The predictor evaluate.py builds with ``predictor=<settings> refiner=<refiner>``."""
+    """The predictor evaluate.py builds with ``predictor=<settings> refiner=<refiner>``, large images
+    limited to ``MAX_SIZE`` px (``predictor.views.limit_size.max_size``)."""
     from iseg.evaluation.runner import compose_eval_config
 
-    overrides = [f"predictor={settings}"] + ([f"refiner={refiner}"] if isinstance(refiner, str) else [])
+    overrides = [f"predictor={settings}", f"predictor.views.limit_size.max_size={MAX_SIZE}"]
+    overrides += [f"refiner={refiner}"] if isinstance(refiner, str) else []
     config = compose_eval_config(overrides).predictor
     factory = instantiate(config)
     given = {"refiner": refiner} if isinstance(refiner, Refiner) else {}

@@ -102,20 +102,11 @@ class Predictor:
         return self.probs > self.pred_thr
 
     def set_image(self, image: np.ndarray | torch.Tensor) -> None:
-        """image: uint8 RGB (H, W, 3), or a float tensor (3, H, W) in [0, 1]. Clears the prompts.
+        """Show a new image (clears the prompts); see :func:`image_tensor` for what it may be.
 
         The image goes to the device once here; prompts only move the previous map, which stays there.
         """
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"expected a uint8 RGB image of shape (H, W, 3), got {image.dtype} {image.shape}")
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-        elif isinstance(image, torch.Tensor):
-            if image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"expected a float tensor of shape (3, H, W), got {tuple(image.shape)}")
-            tensor = image.float()
-        else:
-            raise TypeError(f"image must be a numpy array or a torch tensor, got {type(image).__name__}")
+        tensor = image_tensor(image)
         self._image = tensor.unsqueeze(0).to(self.device)
         self._zeros = self._image.new_zeros((1, 1, *self._image.shape[2:]))
         self.reset()
@@ -174,3 +165,60 @@ class Predictor:
         if any(view.needs_recompute() for view in self.views.values()):
             return self._predict(prompts, prev, step)
         return output
+
+
+def image_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The predictor's image, float32 (3, H, W) in [0, 1], from what a user may hold.
+
+    Accepted: a uint8 numpy array (H, W, 3) RGB, (H, W) or (H, W, 1) grayscale (repeated to RGB),
+    (H, W, 4) RGBA (alpha dropped); a float tensor (3, H, W) in [0, 1], or a uint8 tensor
+    (3, H, W) (divided by 255). Anything else is refused with a message naming its dtype and
+    shape; a float tensor with values outside [0, 1] (0-255 values, a normalised image) is refused
+    rather than silently giving a wrong map.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            hint = (
+                ": for a float image in [0, 1] pass torch.from_numpy(image).permute(2, 0, 1), or convert it with "
+                "(image * 255).round().astype(np.uint8)" if image.dtype.kind == "f" else ": convert it to uint8 RGB"
+            )
+            raise ValueError(f"expected a uint8 image (H, W, 3) RGB, got a {image.dtype} array of shape {image.shape}{hint}")
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+            image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)  # grayscale -> RGB
+        elif image.ndim == 3 and image.shape[2] == 4:
+            image = image[:, :, :3]  # RGBA -> RGB (alpha dropped)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"expected a uint8 image of shape (H, W, 3) RGB, (H, W) gray or (H, W, 4) RGBA, got shape {image.shape}"
+            )
+        _check_size(image.shape[:2])
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 3 or image.shape[0] != 3:
+            hint = ": drop the batch dimension (image[0])" if image.dim() == 4 and image.shape[:2] == (1, 3) else ""
+            if image.dim() == 3 and image.shape[2] == 3:
+                hint = ": channels first, e.g. image.permute(2, 0, 1)"
+            raise ValueError(f"expected a tensor of shape (3, H, W), got {image.dtype} {tuple(image.shape)}{hint}")
+        _check_size(tuple(image.shape[1:]))
+        if image.dtype == torch.uint8:
+            return image.float().div_(255.0)
+        if not image.is_floating_point():
+            raise ValueError(f"expected a float tensor (3, H, W) in [0, 1] or a uint8 one, got {image.dtype}")
+        tensor = image.float()
+        low, high = float(tensor.min()), float(tensor.max())
+        if not (low >= -1e-3 and high <= 1.0 + 1e-3):  # also False for NaN
+            hint = (
+                "; it looks like 0-255 values: divide by 255" if high > 1.0 and low >= 0 and high <= 255.0 + 1e-3
+                else "; give the plain image in [0, 1] (networks normalise it themselves)"
+            )
+            raise ValueError(f"a float image tensor must hold values in [0, 1], got values in [{low:g}, {high:g}]{hint}")
+        return tensor.clamp(0.0, 1.0) if low < 0 or high > 1 else tensor
+    raise TypeError(
+        f"image must be a numpy array (H, W, 3) uint8 or a torch tensor (3, H, W), got {type(image).__name__}"
+        + (" (np.asarray(image) converts a PIL image)" if hasattr(image, "getbands") else "")
+    )
+
+
+def _check_size(size: tuple[int, ...]) -> None:
+    if min(size) < 1:
+        raise ValueError(f"the image is empty: size {tuple(size)}")

@@ -19,14 +19,22 @@ from iseg.data.image_io import read_mask
 class DavisDataset(EvaluationSet):
     """Images in ``img/``, masks matched by stem in ``gt/``; sorted by image file name.
 
-    ``check_masks`` as in :class:`~iseg.data.eval.grabcut.GrabCutDataset`.
+    ``check_masks``, ``check_files`` and ``skip_bad_samples`` as in
+    :class:`~iseg.data.eval.grabcut.GrabCutDataset`.
     """
 
     title = "DAVIS"
+    config_key = "davis"
     object_rule = "non-zero pixel"
 
     def __init__(
-        self, root: str | Path, images_dir: str = "img", masks_dir: str = "gt", check_masks: bool = True
+        self,
+        root: str | Path,
+        images_dir: str = "img",
+        masks_dir: str = "gt",
+        check_masks: bool = True,
+        check_files: str = "header",
+        skip_bad_samples: bool = False,
     ) -> None:
         super().__init__(root)
         require_layout(
@@ -39,7 +47,8 @@ class DavisDataset(EvaluationSet):
             [images_dir, masks_dir],
         )
         entries, self.exclusions = pair_by_stem(self.title, self.root / images_dir, self.root / masks_dir)
-        self.entries = self.drop_empty(entries) if check_masks else entries
+        entries = self.drop_empty(entries) if check_masks else entries
+        self.entries = self.check_files(entries, check_files, skip_bad_samples)
 
     def load_mask(self, path: Path) -> np.ndarray:
         """Max over the colour channels of the 3-channel decoding (pairwise: numpy's axis-2 max is slow)."""
@@ -55,3 +64,4 @@ class CocoMValDataset(DavisDataset):
     """COCO_MVal (10 instances per COCO category from val2017), loaded exactly like DAVIS."""
 
     title = "COCO_MVal"
+    config_key = "coco_mval"

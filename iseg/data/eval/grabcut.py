@@ -27,9 +27,12 @@ class GrabCutDataset(EvaluationSet):
         images_dir, masks_dir: sub-folders (GrabCut: ``data_GT``, ``boundary_GT``).
         check_masks: decode every mask now so that empty ones become ``exclusions`` (images
             stay lazy); False defers all decoding, and an empty GT then raises on access.
+        check_files, skip_bad_samples: the start-up check of the files
+            (:meth:`~iseg.data.eval.base.EvaluationSet.check_files`).
     """
 
     title = "GrabCut"
+    config_key = "grabcut"
     object_rule = "object pixel (value 1 or > 128 in channel 0)"
 
     def __init__(
@@ -38,6 +41,8 @@ class GrabCutDataset(EvaluationSet):
         images_dir: str = "data_GT",
         masks_dir: str = "boundary_GT",
         check_masks: bool = True,
+        check_files: str = "header",
+        skip_bad_samples: bool = False,
     ) -> None:
         super().__init__(root)
         require_layout(
@@ -50,7 +55,8 @@ class GrabCutDataset(EvaluationSet):
             [images_dir, masks_dir],
         )
         entries, self.exclusions = pair_by_stem(self.title, self.root / images_dir, self.root / masks_dir)
-        self.entries = self.drop_empty(entries) if check_masks else entries
+        entries = self.drop_empty(entries) if check_masks else entries
+        self.entries = self.check_files(entries, check_files, skip_bad_samples)
 
     def load_mask(self, path: Path) -> np.ndarray:
         """Channel 0 of the 3-channel decoding, as the reference reads it."""
@@ -71,9 +77,20 @@ class BerkeleyDataset(GrabCutDataset):
     """
 
     title = "Berkeley"
+    config_key = "berkeley"
 
-    def __init__(self, root: str | Path, variant: str = "ritm", check_masks: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        variant: str = "ritm",
+        check_masks: bool = True,
+        check_files: str = "header",
+        skip_bad_samples: bool = False,
+    ) -> None:
         if variant not in BERKELEY_VARIANTS:
             raise ValueError(f"Berkeley variant must be one of {sorted(BERKELEY_VARIANTS)}, got {variant!r}")
         images_dir, masks_dir = BERKELEY_VARIANTS[variant]
-        super().__init__(root, images_dir=images_dir, masks_dir=masks_dir, check_masks=check_masks)
+        super().__init__(
+            root, images_dir=images_dir, masks_dir=masks_dir, check_masks=check_masks,
+            check_files=check_files, skip_bad_samples=skip_bad_samples,
+        )

@@ -47,9 +47,12 @@ class PascalVOCDataset(EvaluationSet):
         cache_dir: where a computed list is cached (see ``instance_cache``).
         check_masks: when the list comes from ``test.pickle``, decode the masks now so that ids
             absent from their mask become ``exclusions`` (lists built from masks never have any).
+        check_files, skip_bad_samples: the start-up check of the files
+            (:meth:`~iseg.data.eval.base.EvaluationSet.check_files`).
     """
 
     title = "PascalVOC"
+    config_key = "pascalvoc"
 
     def __init__(
         self,
@@ -58,6 +61,8 @@ class PascalVOCDataset(EvaluationSet):
         variant: str = "ritm",
         cache_dir: str | Path | None = None,
         check_masks: bool = True,
+        check_files: str = "header",
+        skip_bad_samples: bool = False,
     ) -> None:
         super().__init__(root)
         if variant not in VOC_VARIANTS:
@@ -111,7 +116,8 @@ class PascalVOCDataset(EvaluationSet):
         if not pairs:
             raise ValueError(f"PascalVOC: no instance in any of the {len(names)} masks of {split_path}")
         entries = [EvalEntry(f"{name}#{obj_id}", self._image(name), self._mask(name), obj_id) for name, obj_id in pairs]
-        self.entries = self.drop_empty(entries) if use_pickle and check_masks else entries
+        entries = self.drop_empty(entries) if use_pickle and check_masks else entries
+        self.entries = self.check_files(entries, check_files, skip_bad_samples)
 
     def _image(self, name: str) -> Path:
         return self.root / "JPEGImages" / f"{name}.jpg"

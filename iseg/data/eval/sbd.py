@@ -48,12 +48,23 @@ class SBDEvaluationDataset(EvaluationSet):
         split: 'val' (the evaluation split) or 'train'.
         cache_dir: where to cache the instance list when ``root`` is read-only
             (default :func:`~iseg.data.eval.instance_cache.default_cache_dir`).
+        check_files, skip_bad_samples: the start-up check of the images (headers; the ``.mat``
+            masks are read when the instance list is built, not on a cached list).
     """
 
     title = "SBD"
+    config_key = "sbd"
+    mask_is_image = False
     object_rule = "pixel of that instance id"
 
-    def __init__(self, root: str | Path, split: str = "val", cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        cache_dir: str | Path | None = None,
+        check_files: str = "header",
+        skip_bad_samples: bool = False,
+    ) -> None:
         super().__init__(root)
         if split not in ("train", "val"):
             raise ValueError(f"SBD split must be 'train' or 'val', got {split!r}")
@@ -85,9 +96,8 @@ class SBDEvaluationDataset(EvaluationSet):
         self.exclusions = [(name, f"no instance in {self._mat(name)}") for name in names if name not in with_instances]
         if not pairs:
             raise ValueError(f"SBD: no instance in any of the {len(names)} masks of {split_file}")
-        self.entries = [
-            EvalEntry(f"{name}#{obj_id}", self._image(name), self._mat(name), obj_id) for name, obj_id in pairs
-        ]
+        entries = [EvalEntry(f"{name}#{obj_id}", self._image(name), self._mat(name), obj_id) for name, obj_id in pairs]
+        self.entries = self.check_files(entries, check_files, skip_bad_samples)
 
     def _image(self, name: str) -> Path:
         return self.root / "img" / f"{name}.jpg"
