@@ -16,6 +16,7 @@ instantiates them from the config); the module instantiates nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -24,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from iseg.evaluation.distributed import shard_for_rank
 from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
 from iseg.inference.predictor import Predictor
 from iseg.inference.views import View
@@ -169,32 +171,59 @@ class InteractiveModule(L.LightningModule):
             return
         if self.trainer.sanity_checking:
             return
-        metrics = self.run_protocol(datamodule.protocol_samples(self.protocol_samples))
+        num_samples, protocol = self.protocol_samples, self.protocol
+        if self.trainer.fast_dev_run:  # a config check: a tiny protocol, not the whole one
+            num_samples, protocol = 1, replace(protocol, max_clicks=min(2, protocol.max_clicks))
+        metrics = self.run_protocol(datamodule.protocol_samples(num_samples), protocol)
         self.last_protocol_metrics = metrics
         for name, value in metrics.items():
             self.log(f"val/{name}", value, prog_bar=name in ("noc85", "noc90"), sync_dist=False, rank_zero_only=False)
 
     @torch.no_grad()
-    def run_protocol(self, samples: Sequence) -> dict[str, float]:
-        """The protocol on (image, gt, name) samples, sharded over ranks and gathered on every rank."""
+    def run_protocol(self, samples: Sequence, protocol: ProtocolConfig | None = None) -> dict[str, float]:
+        """The protocol on (image, gt, name) samples, sharded over ranks and gathered on every rank.
+
+        Trainer callbacks with ``on_protocol_start/record/end`` hooks hear of its progress
+        (:class:`~iseg.training.progress.ProgressLog`: a bar task in a terminal, log lines elsewhere).
+        """
+        protocol = protocol or self.protocol
         was_training = self.net.training
-        predictor = Predictor(self.net, self.inputs, self.validation_views, device=self.device, pred_thr=self.protocol.pred_thr)
+        predictor = Predictor(self.net, self.inputs, self.validation_views, device=self.device, pred_thr=protocol.pred_thr)
         items = [Sample(name, image, gt) for image, gt, name, *_ in samples]  # the datamodule's (image, gt, name)
         kept: list[dict] = []
+        world_size = self.trainer.world_size if self._trainer else 1
+        share = len(shard_for_rank(len(items), self.global_rank, world_size)) if items else 0
+        listeners = self._protocol_listeners()
+        done = 0
 
-        def keep(record: SampleRecord, sample: Sample, model: Predictor) -> None:
+        def on_record(record: SampleRecord, sample: Sample, model: Predictor) -> None:
+            nonlocal done
+            done += 1
             if len(kept) < self.num_logged_samples:
                 kept.append(
                     {"image": sample.image, "gt": sample.gt, "name": sample.name, "clicks": record.result.clicks, "probs": model.probs}
                 )
+            for listener in listeners:
+                listener.on_protocol_record(self.trainer, self, done, share, record)
 
-        world_size = self.trainer.world_size if self._trainer else 1
+        for listener in listeners:
+            listener.on_protocol_start(self.trainer, self, share)
         try:
-            run = run_protocol(predictor, items, self.protocol, rank=self.global_rank, world_size=world_size, on_record=keep)
+            run = run_protocol(predictor, items, protocol, rank=self.global_rank, world_size=world_size, on_record=on_record)
         finally:
             self.net.train(was_training)
         self.logged_samples = kept
-        return _flat_metric_names(run.dataset_result().summary)
+        metrics = _flat_metric_names(run.dataset_result().summary)
+        for listener in listeners:
+            listener.on_protocol_end(self.trainer, self, metrics, done, share)
+        return metrics
+
+    def _protocol_listeners(self) -> list[Any]:
+        """The trainer's callbacks that follow the protocol (``on_protocol_start/record/end``)."""
+        if self._trainer is None:
+            return []
+        hooks = ("on_protocol_start", "on_protocol_record", "on_protocol_end")
+        return [cb for cb in self.trainer.callbacks if all(callable(getattr(cb, hook, None)) for hook in hooks)]
 
     # -------------------------------------------------------------- optimizers
     def configure_optimizers(self):

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from iseg.evaluation.visualize import draw_clicks
+
+log = logging.getLogger(__name__)
+
+
+class ModelSummary(LightningModelSummary):
+    """The model in one line at the start of fit: its top-level modules with their parameter
+    counts, the totals and the size (Lightning's table has FLOP and mode columns that say
+    nothing here). Set ``trainer.enable_model_summary: false`` with it, so Lightning adds no other."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = dict(summary_data)
+        modules = ", ".join(
+            f"{name} ({kind}, {params.strip()})"
+            for name, kind, params in zip(columns.get("Name", []), columns.get("Type", []), columns.get("Params", []))
+        )
+        frozen = total_parameters - trainable_parameters
+        log.info(
+            "model: %s; %s parameters%s, %.1f MB",
+            modules or "no submodules",
+            get_human_readable_count(int(total_parameters)).strip(),
+            f" ({get_human_readable_count(int(frozen)).strip()} frozen)" if frozen else "",
+            model_size,
+        )
 
 
 class LogInteractionSamples(Callback):

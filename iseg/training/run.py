@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from iseg.runtime import finish_wandb, instantiate_group, single_log_file
+from iseg.runtime import (
+    finish_wandb,
+    instantiate_group,
+    quiet_start,
+    remove_unstarted_run_dir,
+    setup_phase,
+    single_log_file,
+    thread_settings,
+)
+from iseg.training.checkpointing import check_resume_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-
 
 
 @rank_zero_only
@@ -51,9 +58,6 @@ def print_comparison(before: Mapping[str, float], after: Mapping[str, float], ke
     print("\n".join(lines), flush=True)
 
 
-
-
-
 def _refuse_multirun_ddp(cfg: DictConfig) -> None:
     """Lightning's `ddp` re-runs the script per rank, which would re-run a whole Hydra sweep."""
     try:
@@ -71,20 +75,58 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
         )
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Train as configured; returns ``cfg.optimized_metric`` after training (for sweeps)."""
-    single_log_file()
-    _refuse_multirun_ddp(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+def _output_dir(cfg: DictConfig) -> Path | None:
+    try:
+        return Path(str(cfg.paths.output_dir))
+    except Exception:  # composed without Hydra's runtime (no paths group): no run folder to manage
+        return None
 
-    datamodule: L.LightningDataModule = instantiate(cfg.data)
-    model: L.LightningModule = instantiate(cfg.model)
-    model.record_config(cfg.model)  # the network's config travels in the checkpoint (load_model rebuilds it)
-    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
-    loggers = instantiate_group(cfg.get("logger"), "logger")
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+def _processes_per_node(cfg: DictConfig) -> int:
+    """Training processes this machine runs (the devices of a DDP run), which share its CPUs."""
+    devices = (cfg.get("trainer") or {}).get("devices", 1)
+    if isinstance(devices, int) and devices > 1:
+        return devices
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return max(1, len(devices))
+    if isinstance(devices, str) and devices.isdigit():
+        return max(1, int(devices))
+    return 1
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train as configured; returns ``cfg.optimized_metric`` after training (for sweeps).
+
+    A run that fails before writing anything (a config or data error) leaves no run folder; errors
+    raised while the run is set up are marked so that train.py reports them as user errors.
+    """
+    single_log_file()
+    quiet_start()
+    output_dir = _output_dir(cfg)
+    try:
+        with thread_settings(cfg.get("threads"), _processes_per_node(cfg)):
+            return _train(cfg)
+    except BaseException:
+        if output_dir is not None and remove_unstarted_run_dir(output_dir):
+            log.debug("removed the run folder %s: the run never started", output_dir)
+        raise
+
+
+def _train(cfg: DictConfig) -> float | None:
+    with setup_phase():
+        _refuse_multirun_ddp(cfg)
+        if cfg.get("seed") is not None:
+            L.seed_everything(cfg.seed, workers=True)
+        torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+
+        datamodule: L.LightningDataModule = instantiate(cfg.data)
+        model: L.LightningModule = instantiate(cfg.model)
+        model.record_config(cfg.model)  # the network's config travels in the checkpoint (load_model rebuilds it)
+        callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+        loggers = instantiate_group(cfg.get("logger"), "logger")
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        if cfg.get("ckpt_path"):
+            check_resume_checkpoint(cfg.ckpt_path, model)
     log_hyperparameters(cfg, model, trainer)
 
     report_keys = [f"val/{k}" for k in cfg.get("report_metrics", ["noc85", "noc90"])]
@@ -117,5 +159,3 @@ def train(cfg: DictConfig) -> float | None:
     if name not in metrics:
         raise KeyError(f"optimized_metric '{name}' was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
-
-
