@@ -239,3 +239,9 @@ def test_formats_register_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
         checkpoints.register_checkpoint_format(Marked())
     with pytest.raises(ValueError, match="unknown format 'nope'"):
         checkpoints.register_checkpoint_format(type("Other", (Marked,), {"name": "other"})(), before="nope")
+
+
+def test_a_directory_is_reported_as_one(tmp_path: Path) -> None:
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    with pytest.raises(IsADirectoryError, match=r"is a directory, not a file; it holds last.ckpt"):
+        load_model(tmp_path)

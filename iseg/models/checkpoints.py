@@ -55,6 +55,11 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
     as any pickle does, so only load checkpoints you trust.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".ckpt", ".pth", ".pt"))[:5]
+        raise IsADirectoryError(
+            f"checkpoint {path} is a directory, not a file" + (f"; it holds {', '.join(found)}" if found else "")
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
     try:
