@@ -10,11 +10,13 @@ import hydra
 from omegaconf import DictConfig
 
 from iseg.evaluation.runner import data_choice_error, evaluate
+from iseg.runtime import user_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf/eval", config_name="evaluate")
 def main(cfg: DictConfig) -> dict[str, dict[str, float]]:
-    return evaluate(cfg)
+    with user_errors():  # a mistake in the command line, config or files: its message, no traceback
+        return evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -523,3 +523,11 @@ def test_evaluate_py_with_an_fcfi_checkpoint_uses_fcfi_settings(tmp_path) -> Non
     assert (zoom["target_size"], zoom["expansion_ratio"], zoom["all_clicks_in_roi"]) == (700, 3.0, True)
     assert document["predictor"]["views"]["flip"]
     assert all(len(s["ious"]) == len(s["bious"]) == len(s["assds"]) == 2 for s in document["samples"])
+
+
+def test_evaluate_py_user_errors_are_one_message(tmp_path) -> None:
+    command = [sys.executable, "evaluate.py", f"checkpoint={tmp_path / 'nope.pth'}", "data=folder",
+               f"data.folder.root={tmp_path}", f"hydra.run.dir={tmp_path / 'out'}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "nope.pth does not exist" in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]

@@ -377,17 +377,26 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """
     from hydra.utils import instantiate
 
-    from iseg.evaluation.report import check_formats, write_reports
-    from iseg.evaluation.wandb_report import log_evaluations
-    from iseg.runtime import finish_wandb, instantiate_group, single_log_file
+    from iseg.evaluation.report import check_formats
+    from iseg.runtime import single_log_file, thread_settings
 
     formats = check_formats(cfg.get("per_sample_formats", ["json"]))
     _refuse_multirun_processes(cfg)
     single_log_file()  # DDP children know their rank from the environment already
     fabric = instantiate(cfg.fabric)
     fabric.launch()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    with thread_settings(cfg.get("threads"), fabric.world_size):
+        return _evaluate_launched(cfg, fabric, formats)
+
+
+def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, dict[str, float]]:
+    """evaluate() once the processes run and the threads are set."""
+    from hydra.utils import instantiate
+
+    from iseg.evaluation.report import write_reports
+    from iseg.evaluation.wandb_report import log_evaluations
+    from iseg.runtime import finish_wandb, instantiate_group
+
     net = load_model(str(cfg.checkpoint), map_location="cpu")
     check_predictor_networks(cfg, net)
     datasets = build_datasets(cfg.get("data"))
