@@ -69,3 +69,12 @@ def compose_train_config(output_dir: Path, overrides: list[str] = (), tiny: bool
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a small shared CPU, two threads of a 400-px HRNet contend badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -78,13 +78,6 @@ def golden():
     return json.loads(GOLDEN.with_suffix(".json").read_text()), arrays
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))

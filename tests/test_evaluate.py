@@ -98,13 +98,6 @@ def folder_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_folder_set(tmp_path_factory.mktemp("folder"))
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ------------------------------------------------------------------------------- outputs
 

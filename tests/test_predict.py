@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from iseg.inference.brs import FeatureBRS
 from iseg.inference.flip import Flip
@@ -23,13 +22,6 @@ CLICKS = [Click(20, 30, True), Click(40, 70, False), Click(22, 33, True)]
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _checkpoint("v1_override", tmp_path_factory.mktemp("predict"))
 
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_predict_equals_the_configured_predictor_clicked_by_hand(checkpoint, one_thread):

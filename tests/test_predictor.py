@@ -48,14 +48,6 @@ def _checkpoint(setting: str, folder: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a small shared CPU, two threads of a 400-px HRNet contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("setting", ["v1", "v1_override"])
 def test_nobrs_pipeline_matches_reference(setting: str, golden, tmp_path: Path, one_thread) -> None:
