@@ -145,3 +145,48 @@ def test_the_evaluation_config_picks_the_robot_by_target():
     predictor.set_image(_image())
     result = evaluate_sample(predictor, gt, instantiate(cfg.protocol, max_clicks=3, target_iou=1.01), robot)
     assert result.clicks == [Click(19, 29, True)] * 3
+
+
+class _CropAndScribbleSampler:
+    """A sampler for a method that crops around its target and draws scribble maps (S2M/IOG-like)."""
+
+    def __call__(self, sample, rng):
+        gt = sample.get_object_mask(sample.root_objects[0]).astype(np.int32)
+        ys, xs = np.nonzero(gt > 0)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        crop = gt[y0:y1, x0:x1]
+        return crop, {
+            "image": sample.image[y0:y1, x0:x1].copy(),
+            "scribbles": np.stack([crop == 1, crop == 0]).astype(np.uint8),
+        }
+
+
+def test_a_sampler_with_named_fields_and_its_own_crop_feeds_the_dataset():
+    from torch.utils.data import DataLoader
+
+    from iseg.data.interactive_dataset import InteractiveDataset
+    from iseg.data.synthetic import SyntheticShapesSource
+
+    source = SyntheticShapesSource(num_samples=4, image_size=(64, 96))
+    dataset = InteractiveDataset(source, _CropAndScribbleSampler(), seed=0)
+    item = dataset[0]
+    assert set(item) == {"images", "scribbles", "instances"}
+    height, width = item["instances"].shape[-2:]
+    assert item["images"].shape == (3, height, width) and item["scribbles"].shape == (2, height, width)
+    assert torch.equal(item["scribbles"][0].bool(), item["instances"][0] == 1)
+    batch = next(iter(DataLoader([dataset[1], dataset[1]], batch_size=2)))
+    assert batch["scribbles"].dtype == torch.uint8 and batch["scribbles"].shape[0] == 2
+
+
+def test_a_sampler_whose_gt_and_image_disagree_is_named():
+    from iseg.data.interactive_dataset import InteractiveDataset
+    from iseg.data.synthetic import SyntheticShapesSource
+
+    class Broken(_CropAndScribbleSampler):
+        def __call__(self, sample, rng):
+            crop, fields = super().__call__(sample, rng)
+            return crop, {**fields, "image": sample.image}
+
+    dataset = InteractiveDataset(SyntheticShapesSource(num_samples=2, image_size=(64, 96)), Broken(), seed=0)
+    with pytest.raises(ValueError, match="Broken: gt of shape"):
+        dataset[0]

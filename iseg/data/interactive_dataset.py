@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from iseg.interaction.sampler import InteractionSampler
 
 
 class InteractiveDataset(Dataset):
-    """Map-style dataset yielding ``{'images', 'points', 'instances'}`` training items.
+    """Map-style dataset yielding ``{'images', <the sampler's fields, e.g. 'points'>, 'instances'}`` items.
 
     Args:
         source: the samples (``SampleSource``: ``SBDSource``, ``CocoLvisSource``, ``FolderSource``,
@@ -122,10 +122,19 @@ class InteractiveDataset(Dataset):
             raise IndexError(f"{type(self.source).__name__}: index {index} out of range [0, {num_samples})")
         sample = self.augment_sample(self.source.get_sample(index, self.rng))
         sample.remove_small_objects(self.min_object_area)
-        gt, points = self.sampler(sample, self.rng)
+        gt, interactions = self.sampler(sample, self.rng)
+        fields = dict(interactions) if isinstance(interactions, Mapping) else {"points": interactions}
+        image = fields.pop("image", sample.image)
+        if gt.shape != image.shape[:2]:
+            raise ValueError(
+                f"{type(self.sampler).__name__}: gt of shape {gt.shape} for an image of shape {image.shape[:2]}"
+            )
+        reserved = sorted({"images", "instances"} & fields.keys())
+        if reserved:
+            raise ValueError(f"{type(self.sampler).__name__}: interaction fields may not be named {reserved}")
         return {
-            "images": torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))),
-            "points": torch.from_numpy(points),
+            "images": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            **{name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in fields.items()},
             "instances": torch.from_numpy(gt[None].astype(np.int8)),
         }
 

@@ -18,7 +18,7 @@ COCO+LVIS) have no ignore regions, so their behaviour is unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
@@ -68,11 +68,17 @@ class InteractionSampler(Protocol):
     empty). Every random draw must come from ``rng`` so that items repeat for a seed.
     """
 
-    def __call__(self, sample: InstanceSample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(gt int32 H×W in {-1 ignore, 0, 1 target}, the interactions as one float32 array).
+    def __call__(
+        self, sample: InstanceSample, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | Mapping[str, np.ndarray]]:
+        """(gt int32 H×W in {-1 ignore, 0, 1 target}, the simulated interactions).
 
-        The array is the item's ``points``: for clicks the (2N, 3) rows (y, x, order), positives
-        first, padded with -1 (see ``MultiPointSampler``).
+        The interactions are one array, the item's ``points`` (for clicks the (2N, 3) rows
+        (y, x, order), positives first, padded with -1, see ``MultiPointSampler``), or a mapping of
+        named arrays that become item fields of those names (scribble maps, a previous mask,
+        guidance maps: whatever the method's input adapter reads in ``training_prompts``). A
+        mapping may hold ``"image"`` (H×W×3 uint8) to replace the sample's image, for samplers that
+        crop around the target; gt then has that image's size.
         """
         ...
 
