@@ -148,6 +148,8 @@ def describe_architecture(state_dict: Mapping[str, Any]) -> str:
         aspp = shape("feature_extractor.aspp.project.0.weight")
         if aspp:
             parts.append(f"ASPP {aspp[0]} ch")
+    elif shape("backbone.conv1.weight") and shape("classifier.aspp.project.0.weight"):
+        parts.append(f"S2M-style DeepLabV3+ ResNet ({shape('backbone.conv1.weight')[1]} input channels)")
     else:
         prefixes = sorted({key.split(".", 1)[0] for key in state_dict})
         parts.append(f"unrecognised network with top-level modules {_preview(prefixes)}")
@@ -453,7 +455,49 @@ def _without_pretrained(config: Any) -> Any:
     return config
 
 
+# ----------------------------------------------------------------------------------------------
+# S2M (Scribble-to-Mask): the released s2m.pth is a bare state dict of the un-wrapped network
+# (backbone.* / classifier.*); the unreleased training files wrap it as {'it', 'network', ...}
+
+
+class S2MStateDictFormat:
+    """``s2m.pth`` (``torch.save(net.state_dict())``) or a reference training checkpoint
+    ``{'it', 'network', 'optimizer', 'scheduler'}``; builds :class:`iseg.models.s2m.S2MNet`."""
+
+    name = "s2m"
+    prefixes = ("backbone.", "classifier.")
+    conv1_key = "backbone.conv1.weight"
+
+    def state_dict(self, obj: Any) -> Any:
+        return obj["network"] if isinstance(obj, Mapping) and "network" in obj and "it" in obj else obj
+
+    def matches(self, obj: Any) -> bool:
+        state_dict = self.state_dict(obj)
+        return (
+            isinstance(state_dict, Mapping)
+            and self.conv1_key in state_dict
+            and "classifier.aspp.project.0.weight" in state_dict
+            and all(isinstance(key, str) and key.startswith(self.prefixes) for key in state_dict)
+        )
+
+    def build(self, obj: Any) -> nn.Module:
+        from iseg.models.s2m import S2MNet
+
+        state_dict = self.state_dict(obj)
+        conv1 = tuple(state_dict[self.conv1_key].shape)
+        if len(conv1) != 4 or conv1[1] != 6:
+            raise CheckpointError(
+                f"{self.conv1_key} has shape {conv1}: an S2M network takes 6 input channels (RGB, previous mask, "
+                "positive and negative scribbles); a 3-channel DeepLabV3+ checkpoint is an initialisation "
+                "(iseg.models.s2m.init.load_deeplab_init), not an S2M model"
+            )
+        model = S2MNet()
+        load_state_dict_strict(model, state_dict)
+        return model
+
+
 register_checkpoint_format(RitmContainerFormat())
 register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
 register_checkpoint_format(FbrsStateDictFormat())
+register_checkpoint_format(S2MStateDictFormat())
