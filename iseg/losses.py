@@ -136,7 +136,8 @@ class LossTerm(nn.Module):
             )
         return outputs[self.output]
 
-    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor, step: int = 0) -> torch.Tensor:
+        """``step``: the training iteration, for terms with a schedule (S2M's bootstrapping warm-up)."""
         return self.loss(self.prediction(outputs), gt).mean()
 
 
@@ -149,7 +150,7 @@ class WindowedLossTerm(LossTerm):
         super().__init__(loss, output, weight)
         self.window = window
 
-    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: dict[str, torch.Tensor], gt: torch.Tensor, step: int = 0) -> torch.Tensor:
         if self.window not in outputs:
             raise KeyError(f"loss term on output '{self.output}' needs the window '{self.window}', not in {sorted(outputs)}")
         window = F.interpolate(outputs[self.window], size=gt.shape[-2:], mode="nearest")

@@ -134,7 +134,7 @@ class InteractiveModule(L.LightningModule):
         for name, term in self.loss_terms.items():
             if not term.weight:
                 continue
-            value = term(outputs, gt)
+            value = term(outputs, gt, step=self.global_step)
             weighted = term.weight * value
             total = weighted if total is None else total + weighted
             logs[f"{stage}/loss_{name}"] = value
