@@ -12,6 +12,11 @@ Seams (each a class; none of them is tested by type here):
 - ``views``: :class:`~iseg.inference.views.View` in forward order, by name;
 - ``refiner``: :class:`~iseg.inference.refiners.Refiner` (default: one forward without gradients).
 Undo restores the probabilities and the state of every view and of the refiner.
+
+Rounds: ``commit()`` ends a round, and the current map becomes the committed one. What the next
+prediction sees is the adapter's choice (:meth:`~iseg.models.inputs.NetInputs.round_inputs`):
+click networks every prompt and the last prediction, S2M the open round's scribbles on top of
+the committed mask (the reference demo's "f" key).
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ class PredictionState:
     prev: torch.Tensor
     view_states: dict[str, Any]
     refiner_state: Any
+    round_start: int = 0
+    """Index in ``prompts`` of the first prompt of the open round."""
+    committed: torch.Tensor | None = None
+    """The map committed at the end of the last round (None: zeros, nothing committed yet)."""
 
 
 class Predictor:
@@ -54,6 +63,8 @@ class Predictor:
         refiner: runs the network for each prediction (None: :class:`NoRefine`).
         device: where the network runs (the caller chooses; nothing is moved to CUDA implicitly).
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
+        output: the network output holding the logits (``instances``; S2M's per-object
+            ``object_logits`` for the multi-object predictor).
     """
 
     def __init__(
@@ -64,8 +75,10 @@ class Predictor:
         refiner: Refiner | None = None,
         device: str | torch.device = "cpu",
         pred_thr: float = 0.49,
+        output: str = "instances",
     ):
         self.device = torch.device(device)
+        self.output = output
         self.net = net.to(self.device).eval()
         self.inputs = inputs_for(net, inputs)
         self.views = named_views(views)
@@ -119,7 +132,7 @@ class Predictor:
         self.refiner.reset()
 
     def undo(self) -> np.ndarray:
-        """Remove the last prompt and return the probability map before it (view states included)."""
+        """Remove the last prompt (or commit) and return the probability map before it (view states included)."""
         if self._history:
             self._history.pop()
             if self._history:
@@ -133,14 +146,43 @@ class Predictor:
 
     def add(self, prompt: Prompt) -> np.ndarray:
         """Add one prompt (pixel coordinates of the image) and return the new probability map."""
-        check_prompt(prompt, *self.image_size)
+        prompt = check_prompt(prompt, *self.image_size)  # e.g. a scribble clipped to the image
+        last = self._history[-1] if self._history else None
         prompts = self.prompts + [prompt]
-        prev = self._history[-1].prev if self._history else self._zeros
-        probs = self._predict(prompts, prev, step=len(self._history))
+        round_start = last.round_start if last else 0
+        committed = last.committed if last and last.committed is not None else self._zeros
+        seen, prev = self.inputs.round_inputs(prompts, round_start, last.prev if last else self._zeros, committed)
+        probs = self._predict(seen, prev, step=len(prompts) - 1)
         host = probs[0, 0].detach().float().cpu().numpy()
         host.flags.writeable = False  # on CPU it shares memory with the map fed back next prompt
         view_states = {name: view.get_state() for name, view in self.views.items()}
-        self._history.append(PredictionState(prompts, host, probs, view_states, self.refiner.get_state()))
+        state = PredictionState(prompts, host, probs, view_states, self.refiner.get_state(), round_start, committed)
+        self._history.append(state)
+        return host
+
+    def commit(self, probs: np.ndarray | None = None) -> np.ndarray:
+        """End the round: the current map (or ``probs``, e.g. an object's aggregated or hard mask,
+        (H, W) in [0, 1]) becomes the committed map and the next prompt opens a new round.
+
+        Returns the committed map. Committing an empty round without ``probs`` changes nothing;
+        ``undo()`` takes a commit back like a prompt.
+        """
+        last = self._history[-1] if self._history else None
+        if probs is None:
+            if last is None or last.round_start == len(last.prompts):
+                return self.probs
+            host, committed = last.probs, last.prev
+        else:
+            array = np.asarray(probs, dtype=np.float32)
+            if array.shape != self.image_size:
+                raise ValueError(f"committed map has shape {array.shape}, expected the image's {self.image_size}")
+            host = array.copy()
+            host.flags.writeable = False
+            committed = torch.from_numpy(array.copy()).to(self.device).view(1, 1, *self.image_size)
+        view_states = last.view_states if last else {name: view.get_state() for name, view in self.views.items()}
+        refiner_state = last.refiner_state if last else self.refiner.get_state()
+        prompts = self.prompts
+        self._history.append(PredictionState(prompts, host, committed, view_states, refiner_state, len(prompts), committed))
         return host
 
     def _predict(self, prompts: list[Prompt], prev: torch.Tensor, step: int) -> torch.Tensor:
@@ -148,11 +190,12 @@ class Predictor:
         frame = Frame(self._image, prev, [prompts])
         for view in self.views.values():
             frame = view.forward(frame)
-        tensors = self.inputs.encode(self.refiner.network_prompts(frame.prompts), self.device)
+        size = (int(frame.image.shape[-2]), int(frame.image.shape[-1]))
+        tensors = self.inputs.encode(self.refiner.network_prompts(frame.prompts), self.device, size)
         changed = any(view.image_changed for view in self.views.values())
         context = RefineContext(step, frame.prompts, changed, frame.mirrored)
         outputs = self.refiner(self.net, self.inputs(frame.image, frame.prev, tensors, step), context)
-        output = outputs["instances"]
+        output = outputs[self.output]
         if output.shape[-2:] != frame.image.shape[-2:]:
             output = F.interpolate(output, size=frame.image.shape[-2:], mode="bilinear", align_corners=True)
         is_logits = True

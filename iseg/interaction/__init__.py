@@ -5,6 +5,7 @@ from iseg.interaction.encoders import PromptEncoder, make_encoder, register_enco
 from iseg.interaction.encoding import ClickEncoder, encode_clicks
 from iseg.interaction.prompts import Box, Click, Prompt, Scribble
 from iseg.interaction.robots import ClickRobot, Robot
+from iseg.interaction.scribble_encoding import ScribbleMapsEncoder
 
 __all__ = [
     "Box",
@@ -15,6 +16,7 @@ __all__ = [
     "PromptEncoder",
     "Robot",
     "Scribble",
+    "ScribbleMapsEncoder",
     "clicks_to_points",
     "encode_clicks",
     "make_encoder",

@@ -124,7 +124,9 @@ class InteractiveModule(L.LightningModule):
         images, gt = batch["images"], batch["instances"]
         num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
         prompts = self.inputs.training_prompts(batch)
-        prev_masks, prompts = simulate_iterative_clicks(self.net, self.inputs, images, gt, prompts, num_iters, self.rng)
+        prev_masks, prompts = simulate_iterative_clicks(
+            self.net, self.inputs, images, gt, prompts, num_iters, self.rng, self.inputs.training_prev_mask(batch)
+        )
         return self(images, prompts, prev_masks, step=num_iters)
 
     def losses(self, outputs: Mapping[str, torch.Tensor], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:

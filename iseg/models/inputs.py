@@ -23,7 +23,7 @@ import torch
 
 from iseg.interaction.encoders import PointsEncoder, PromptEncoder, PromptLists
 from iseg.interaction.next_click import write_clicks
-from iseg.interaction.prompts import Click
+from iseg.interaction.prompts import Click, Prompt
 
 PromptTensors = dict[str, torch.Tensor]
 
@@ -34,16 +34,31 @@ class NetInputs:
     def __init__(self, encoders: Sequence[PromptEncoder]):
         self.encoders = tuple(encoders)
 
-    def encode(self, prompt_lists: PromptLists, device: torch.device | str) -> PromptTensors:
-        """Prompt lists (one per batch item, network frame) -> the tensors of every encoder."""
+    def encode(self, prompt_lists: PromptLists, device: torch.device | str, size: tuple[int, int]) -> PromptTensors:
+        """Prompt lists (one per batch item, network frame of ``size`` (H, W)) -> the tensors of every encoder."""
         tensors: PromptTensors = {}
         for encoder in self.encoders:
-            tensors.update(encoder(prompt_lists, device))
+            tensors.update(encoder(prompt_lists, device, size=size))
         return tensors
+
+    def round_inputs(
+        self, prompts: Sequence[Prompt], round_start: int, last: torch.Tensor, committed: torch.Tensor
+    ) -> tuple[list[Prompt], torch.Tensor]:
+        """What the next prediction sees: (prompts, previous map) given every prompt so far, where the
+        open round starts (``Predictor.commit``), the last prediction and the map committed last.
+
+        Click networks see every prompt and the last prediction (rounds change nothing); S2M sees
+        only the open round's scribbles on top of the committed mask.
+        """
+        return list(prompts), last
 
     def training_prompts(self, batch: Mapping[str, torch.Tensor]) -> PromptTensors:
         """The prompt tensors of a training batch before any simulated pass."""
         return {"points": batch["points"]}
+
+    def training_prev_mask(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """The previous mask a training batch starts from (None: zeros, as RITM's recipe)."""
+        return None
 
     def add_clicks(
         self, prompts: PromptTensors, clicks: Sequence[Click | None], probs: torch.Tensor, click_index: int
