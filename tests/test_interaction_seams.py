@@ -66,7 +66,7 @@ def test_views_in_an_order_the_sigmoid_cannot_serve_are_refused():
 class ScribblePointsEncoder:
     """Test-only encoding: every scribble point becomes a click row of the (B, 2N, 3) layout."""
 
-    def __call__(self, prompt_lists, device, *, size):
+    def __call__(self, prompt_lists, device):
         clicks = [[Click(y, x, s.is_positive) for s in prompts for y, x in s.anchor_points()] for prompts in prompt_lists]
         return {"points": clicks_to_points(clicks, device=device)}
 

@@ -25,11 +25,7 @@ PromptLists = Sequence[Sequence[Prompt]]
 
 
 class PromptEncoder(Protocol):
-    """``size`` is the (H, W) of the frame the network sees, for encoders that draw maps (scribbles)."""
-
-    def __call__(
-        self, prompt_lists: PromptLists, device: torch.device | str, *, size: tuple[int, int]
-    ) -> dict[str, torch.Tensor]: ...
+    def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]: ...
 
 
 _ENCODERS: dict[str, Callable[..., PromptEncoder]] = {}
@@ -76,9 +72,7 @@ class PointsEncoder:
             raise ValueError(f"net_clicks_limit must be >= 1 or None, got {net_clicks_limit}")
         self.net_clicks_limit = net_clicks_limit
 
-    def __call__(
-        self, prompt_lists: PromptLists, device: torch.device | str, *, size: tuple[int, int] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]:
         click_lists = only_clicks(prompt_lists, "points")
         limit = self.net_clicks_limit
         if limit is None:
@@ -97,9 +91,7 @@ class NewestClickEncoder:
     truncated toward zero after a float32 rounding.
     """
 
-    def __call__(
-        self, prompt_lists: PromptLists, device: torch.device | str, *, size: tuple[int, int] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]:
         click_lists = only_clicks(prompt_lists, "newest_click")
         if not click_lists or any(len(clicks) == 0 for clicks in click_lists):
             raise ValueError("every click list needs at least one click to take the newest from")

@@ -5,6 +5,9 @@ where the mouse went down, then each move adds a ``cv2.line`` of thickness 3 bet
 points. A click is encoded as a one-point stroke (the disk alone), so click robots and click
 protocols run on scribble networks too. Points are (y, x) pixels of the network's frame, rounded
 to the nearest pixel; OpenCV clips what lies outside the frame.
+
+Unlike the click encoders, which write coordinates that the networks rasterise, this one draws the
+maps itself and so takes the frame's ``size`` as a keyword (S2M's adapter passes it).
 """
 
 from __future__ import annotations

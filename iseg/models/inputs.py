@@ -34,11 +34,16 @@ class NetInputs:
     def __init__(self, encoders: Sequence[PromptEncoder]):
         self.encoders = tuple(encoders)
 
-    def encode(self, prompt_lists: PromptLists, device: torch.device | str, size: tuple[int, int]) -> PromptTensors:
-        """Prompt lists (one per batch item, network frame of ``size`` (H, W)) -> the tensors of every encoder."""
+    def encode(
+        self, prompt_lists: PromptLists, device: torch.device | str, size: tuple[int, int] | None = None
+    ) -> PromptTensors:
+        """Prompt lists (one per batch item, network frame) -> the tensors of every encoder.
+
+        ``size`` is the frame's (H, W), for adapters whose encoders draw maps (S2M's scribbles).
+        """
         tensors: PromptTensors = {}
         for encoder in self.encoders:
-            tensors.update(encoder(prompt_lists, device, size=size))
+            tensors.update(encoder(prompt_lists, device))
         return tensors
 
     def round_inputs(

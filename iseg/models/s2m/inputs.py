@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from iseg.interaction.encoders import PromptLists
 from iseg.interaction.prompts import Click, Prompt
 from iseg.interaction.scribble_encoding import ScribbleMapsEncoder
 from iseg.models.inputs import NetInputs, PromptTensors
@@ -24,6 +25,17 @@ class S2MInputs(NetInputs):
 
     def __init__(self, thickness: int = 3, radius: int = 3):
         super().__init__([ScribbleMapsEncoder(thickness, radius)])
+
+    def encode(
+        self, prompt_lists: PromptLists, device: torch.device | str, size: tuple[int, int] | None = None
+    ) -> PromptTensors:
+        """The scribble maps, drawn at the frame's ``size`` (H, W)."""
+        if size is None:
+            raise ValueError("S2M's scribble maps are drawn at the network frame's size: pass size=(H, W)")
+        tensors: PromptTensors = {}
+        for encoder in self.encoders:
+            tensors.update(encoder(prompt_lists, device, size=size))
+        return tensors
 
     def round_inputs(
         self, prompts: Sequence[Prompt], round_start: int, last: torch.Tensor, committed: torch.Tensor
