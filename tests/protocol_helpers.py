@@ -29,6 +29,9 @@ class FunctionPredictor:
         self.prompts.append(prompt)
         return self.predict(list(self.prompts))
 
+    def commit(self) -> None:
+        """Rounds mean nothing to a function of all prompts so far."""
+
 
 def as_samples(pairs: Iterable[tuple[Any, np.ndarray]]) -> Sequence[Sample]:
     """(image, gt) pairs as protocol samples named by their position."""

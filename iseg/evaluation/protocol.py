@@ -1,9 +1,13 @@
 """The interactive evaluation protocol: one loop for evaluate.py, validation and the benchmarks.
 
-One sample: for k = 1..max_clicks the robot adds a prompt from the previous binary mask (all false
-before the first one), the predictor returns probabilities, the mask is ``probs > pred_thr`` and its
-IoU is recorded; the loop stops after prompt k when IoU >= ``target_iou`` (in float64) and
-k >= ``min_clicks``. ``target_iou`` 1.01 never stops (FCFI's fixed 20 clicks). With
+One sample: for k = 1..max_clicks the robot gives a round of prompts from the previous binary mask
+(all false before the first one): one click under the standard robot, every scribble of the round
+under the scribble robot (:func:`~iseg.interaction.robots.next_round`). The predictor adds them one
+by one and ``commit()``s the round; the mask is ``probs > pred_thr`` after the round's last prompt
+and its IoU is recorded (a round without prompts, nothing left to correct, keeps the mask). The loop
+stops after round k when IoU >= ``target_iou`` (in float64) and k >= ``min_clicks``. ``unit`` names
+a step in the metrics: ``click`` (NoC@t, seconds per click) or ``round`` (NoS@t: scribble rounds to
+reach t, capped at ``max_clicks``; seconds per round). ``target_iou`` 1.01 never stops (FCFI's fixed 20 clicks). With
 ``boundary_metrics`` the boundary IoU and ASSD of each mask are recorded too (FCFI's mBIoU@k and
 ASSD@k, :mod:`iseg.interaction.boundary_metrics`).
 
@@ -26,7 +30,10 @@ from iseg.evaluation.distributed import gather_objects, shard_for_rank
 from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO, BoundaryMetrics, summarize_boundary
 from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize
 from iseg.interaction.prompts import Prompt
-from iseg.interaction.robots import ClickRobot, Robot
+from iseg.interaction.robots import ClickRobot, Robot, next_round
+
+COUNT_NAMES = {"click": "NoC", "round": "NoS"}
+"""The metric name of each step unit: clicks to reach an IoU, or scribble rounds."""
 
 
 @dataclass(frozen=True)
@@ -40,14 +47,22 @@ class ProtocolConfig:
     boundary_metrics: bool = False
     dilation_ratio: float = DEFAULT_DILATION_RATIO
     thresholds: tuple[float, ...] | None = None
+    unit: str = "click"
 
     def __post_init__(self) -> None:
+        if self.unit not in COUNT_NAMES:
+            raise ValueError(f"protocol unit must be one of {sorted(COUNT_NAMES)}, got {self.unit!r}")
         if self.max_clicks < 1:
             raise ValueError(f"max_clicks must be >= 1, got {self.max_clicks}")
         if self.min_clicks < 1:
             raise ValueError(f"min_clicks must be >= 1, got {self.min_clicks}")
         if self.thresholds is not None:
             object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+    @property
+    def count_name(self) -> str:
+        """``NoC`` for clicks, ``NoS`` for scribble rounds."""
+        return COUNT_NAMES[self.unit]
 
     @property
     def noc_thresholds(self) -> list[float]:
@@ -63,15 +78,19 @@ class ProtocolConfig:
             "boundary_metrics": bool(self.boundary_metrics),
             "dilation_ratio": self.dilation_ratio,
             "thresholds": self.noc_thresholds,
+            "unit": self.unit,
+            "count_name": self.count_name,
         }
 
 
 class Interactive(Protocol):
-    """What the loop needs of a predictor: ``set_image`` per sample, ``add`` per prompt."""
+    """What the loop needs of a predictor: ``set_image`` per sample, ``add`` per prompt, ``commit`` per round."""
 
     def set_image(self, image: Any) -> None: ...
 
     def add(self, prompt: Prompt) -> np.ndarray: ...
+
+    def commit(self) -> Any: ...
 
 
 class ProtocolSample(Protocol):
@@ -91,15 +110,22 @@ class Sample:
 
 @dataclass
 class SampleResult:
-    """Prompts given (``clicks``: clicks under the standard robot), IoU after each (float32) and the
-    (intersection, union) counts behind it (K, 2); boundary IoU and ASSD after each (float32) when
-    they were computed, else None."""
+    """Prompts given (``clicks``: clicks under the standard robot), IoU after each round (float32) and
+    the (intersection, union) counts behind it (K, 2); boundary IoU and ASSD after each (float32)
+    when they were computed, else None. ``round_sizes``: prompts per round (None: one each)."""
 
     clicks: list[Prompt]
     ious: np.ndarray
     inter_union: np.ndarray
     bious: np.ndarray | None = None
     assds: np.ndarray | None = None
+    round_sizes: list[int] | None = None
+
+    def rounds(self) -> list[list[Prompt]]:
+        """The prompts grouped by round."""
+        sizes = self.round_sizes if self.round_sizes is not None else [1] * len(self.clicks)
+        ends = np.cumsum([0, *sizes])
+        return [list(self.clicks[a:b]) for a, b in zip(ends[:-1], ends[1:])]
 
 
 @dataclass
@@ -141,11 +167,17 @@ def evaluate_sample(
     counts: list[tuple[int, int]] = []
     bious: list[float] = []
     assds: list[float] = []
+    sizes: list[int] = []
     for k in range(1, settings.max_clicks + 1):
-        probs = np.asarray(predictor.add(robot.next(pred_mask)))
-        if probs.shape != gt.shape:
-            raise ValueError(f"predict returned shape {probs.shape}, expected the gt shape {gt.shape}")
-        pred_mask = probs > settings.pred_thr
+        prompts = next_round(robot, pred_mask)
+        for prompt in prompts:
+            probs = np.asarray(predictor.add(prompt))
+            if probs.shape != gt.shape:
+                raise ValueError(f"predict returned shape {probs.shape}, expected the gt shape {gt.shape}")
+        if prompts:
+            predictor.commit()
+            pred_mask = probs > settings.pred_thr
+        sizes.append(len(prompts))
         intersection, union = iou_counts(pred_mask, gt)
         value = iou_from_counts(intersection, union)
         ious.append(value)
@@ -156,16 +188,18 @@ def evaluate_sample(
         if value >= settings.target_iou and k >= settings.min_clicks:
             break
     result = SampleResult(robot.history, np.array(ious, dtype=np.float32), np.array(counts, dtype=np.int64))
+    if any(size != 1 for size in sizes):
+        result.round_sizes = sizes
     if boundary is not None:
         result.bious, result.assds = np.array(bious, dtype=np.float32), np.array(assds, dtype=np.float32)
     return result
 
 
 def summarize_samples(
-    samples: Sequence[SampleResult], thresholds: Sequence[float], max_clicks: int
+    samples: Sequence[SampleResult], thresholds: Sequence[float], max_clicks: int, count_name: str = "NoC"
 ) -> dict[str, float]:
-    """NoC/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them."""
-    summary = summarize([s.ious for s in samples], thresholds, max_clicks)
+    """NoC (or NoS)/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them."""
+    summary = summarize([s.ious for s in samples], thresholds, max_clicks, count_name=count_name)
     with_boundary = [s.bious is not None for s in samples]
     if all(with_boundary):
         summary.update(summarize_boundary([s.bious for s in samples], [s.assds for s in samples]))
@@ -196,7 +230,8 @@ class ProtocolRun:
         return [record.result for record in self.records]
 
     def dataset_result(self) -> DatasetResult:
-        summary = summarize_samples(self.samples, self.settings.noc_thresholds, self.settings.max_clicks)
+        settings = self.settings
+        summary = summarize_samples(self.samples, settings.noc_thresholds, settings.max_clicks, settings.count_name)
         return DatasetResult(self.samples, summary, self.seconds)
 
 

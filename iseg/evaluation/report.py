@@ -34,10 +34,30 @@ if TYPE_CHECKING:
     from iseg.evaluation.runner import DatasetEvaluation
 
 TABLE_COLUMNS = ("NoC@85", "NoC@90", "NoC@95", "NoF@85", "NoF@90") + tuple(f"mIoU@{k}" for k in DEFAULT_MIOU_CLICKS)
+SECONDS_NAMES = {"NoC": "SPC", "NoS": "SPR"}
+"""Seconds per step in the table: per click, or per scribble round."""
 PER_SAMPLE_FORMATS = ("json", "csv")
 BOUNDARY_COLUMNS = tuple(f"mBIoU@{k}" for k in DEFAULT_MIOU_CLICKS) + tuple(f"ASSD@{k}" for k in DEFAULT_MIOU_CLICKS)
 CSV_FIELDS = ("dataset", "index", "sample", "click", "y", "x", "is_positive", "iou", "intersection", "union")
 BOUNDARY_CSV_FIELDS = ("biou", "assd")
+ROUND_CSV_FIELDS = ("prompts",)
+
+
+def count_name(evaluation: DatasetEvaluation) -> str:
+    """``NoC`` (clicks) or ``NoS`` (scribble rounds): the protocol's step count of this evaluation."""
+    return evaluation.protocol.get("count_name", "NoC")
+
+
+def table_columns(evaluations: Sequence[DatasetEvaluation]) -> tuple[str, ...]:
+    """The metric columns: NoC@85/90/95 (or NoS@, both when a table mixes them), NoF@85/90, mIoU@k."""
+    names = list(dict.fromkeys(count_name(e) for e in evaluations)) or ["NoC"]
+    counts = tuple(f"{name}@{t}" for name in names for t in ("85", "90", "95"))
+    return counts + TABLE_COLUMNS[3:]
+
+
+def has_rounds(evaluations: Sequence[DatasetEvaluation]) -> bool:
+    """Whether some sample had a round of other than one prompt (scribble rounds)."""
+    return any(r.result.round_sizes is not None for e in evaluations for r in e.records)
 
 
 def has_boundary_metrics(evaluations: Sequence[DatasetEvaluation]) -> bool:
@@ -65,12 +85,15 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
     needs ``target_iou`` >= 0.95; mIoU@k is the mean over samples of the k-th IoU, which exists
     for every sample only when none stopped before click k (``target_iou=1.01`` runs them all).
     """
-    header = ("dataset", "samples", *TABLE_COLUMNS, "SPC [s]", "wall/click [s]")
+    columns = table_columns(evaluations)
+    names = list(dict.fromkeys(count_name(e) for e in evaluations)) or ["NoC"]
+    step = "/".join(SECONDS_NAMES.get(name, "SPC") for name in names)
+    header = ("dataset", "samples", *columns, f"{step} [s]", "wall/step [s]" if step != "SPC" else "wall/click [s]")
     rows = []
     for evaluation in evaluations:
         summary = evaluation.summary
         cells = [evaluation.key, str(len(evaluation.records))]
-        for column in TABLE_COLUMNS:
+        for column in columns:
             value = summary.get(column)
             if value is None:
                 cells.append("-")
@@ -98,10 +121,17 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             f"mBIoU@k: mean boundary IoU after click k (band {ratio} x image diagonal); ASSD@k: mean average "
             "symmetric surface distance in pixels; 'nan' when a sample's value is undefined (as in FCFI)"
         )
-    notes.append(
-        "NoC: mean clicks to reach the IoU (max when never); NoF: samples with NoC = max clicks; "
-        "SPC: seconds per click of one process (loading included); wall/click: elapsed time over all clicks"
-    )
+    if "NoS" in names:
+        notes.append(
+            "NoS: mean scribble rounds to reach the IoU (max rounds when never); NoF: samples never reaching it; "
+            "mIoU@k: after round k; SPR: seconds per round of one process (loading included); wall/step: "
+            "elapsed time over all rounds"
+        )
+    if "NoC" in names:
+        notes.append(
+            "NoC: mean clicks to reach the IoU (max when never); NoF: samples with NoC = max clicks; "
+            "SPC: seconds per click of one process (loading included); wall/click: elapsed time over all clicks"
+        )
     lines.extend(notes)
     for evaluation in evaluations:
         if evaluation.exclusions:
@@ -113,10 +143,13 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
 def _missing_metric_notes(evaluations: Sequence[DatasetEvaluation]) -> list[str]:
     """Why a column shows '-', with the settings of this run that would fill it."""
     notes = []
-    stopped = [e for e in evaluations if e.summary.get("NoC@95") is None]
-    if stopped:
-        targets = ", ".join(sorted({f"{e.protocol['target_iou']:g}" for e in stopped}))
-        notes.append(f"NoC@95 '-': samples stopped at protocol.target_iou={targets} (0.95 or 1.01 gives NoC@95)")
+    for name in dict.fromkeys(count_name(e) for e in evaluations):
+        stopped = [e for e in evaluations if count_name(e) == name and e.summary.get(f"{name}@95") is None]
+        if stopped:
+            targets = ", ".join(sorted({f"{e.protocol['target_iou']:g}" for e in stopped}))
+            notes.append(
+                f"{name}@95 '-': samples stopped at protocol.target_iou={targets} (0.95 or 1.01 gives {name}@95)"
+            )
     missing = {c for e in evaluations for c in TABLE_COLUMNS if "mIoU" in c and e.summary.get(c) is None}
     if missing:
         max_clicks = max(int(e.protocol["max_clicks"]) for e in evaluations)
@@ -162,11 +195,13 @@ def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str
             sample = {
                 "index": record.index,
                 "name": record.name,
-                "clicks": [[_coordinate(c.y), _coordinate(c.x), bool(c.is_positive)] for c in result.clicks],
+                "clicks": [_prompt_record(prompt) for prompt in result.clicks],
                 "ious": [float(v) for v in result.ious],
                 "inter_union": result.inter_union.tolist(),
                 "noc": {name: noc(result.ious, t, max_clicks) for name, t in thresholds},
             }
+            if result.round_sizes is not None:
+                sample["round_sizes"] = list(result.round_sizes)
             if result.bious is not None:
                 sample["bious"] = [_json_number(v) for v in result.bious]
                 sample["assds"] = [_json_number(v) for v in result.assds]
@@ -190,6 +225,19 @@ def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str
     return {**dict(meta), "datasets": datasets}
 
 
+def _prompt_record(prompt: Any) -> list | dict[str, Any]:
+    """A one-point prompt (a click) as [y, x, is_positive]; others (scribbles, boxes) with their type and points."""
+    points = prompt.anchor_points()
+    if len(points) == 1:
+        (y, x), = points
+        return [_coordinate(y), _coordinate(x), bool(prompt.is_positive)]
+    return {
+        "type": type(prompt).__name__,
+        "points": [[_coordinate(y), _coordinate(x)] for y, x in points],
+        "is_positive": bool(prompt.is_positive),
+    }
+
+
 def _coordinate(value: float) -> int | float:
     """Protocol clicks are integer pixels: written as ints, any other value as a float."""
     return int(value) if float(value).is_integer() else float(value)
@@ -204,19 +252,23 @@ def _json_number(value: float) -> float | int | None:
 def write_per_click_csv(evaluations: Sequence[DatasetEvaluation], path: Path) -> Path:
     """One row per click of every sample: position, sign, IoU and the counts behind it (and
     boundary IoU and ASSD when the run computed them)."""
-    boundary = has_boundary_metrics(evaluations)
+    boundary, rounds = has_boundary_metrics(evaluations), has_rounds(evaluations)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS + (BOUNDARY_CSV_FIELDS if boundary else ()))
+        writer.writerow(CSV_FIELDS + (BOUNDARY_CSV_FIELDS if boundary else ()) + (ROUND_CSV_FIELDS if rounds else ()))
         for evaluation in evaluations:
             for record in evaluation.records:
                 result = record.result
-                steps = zip(result.clicks, result.ious, result.inter_union)
-                for k, (click, iou, (inter, union)) in enumerate(steps, 1):
-                    row = [evaluation.key, record.index, record.name, k, click.y, click.x, int(click.is_positive),
-                           repr(float(iou)), int(inter), int(union)]
+                steps = zip(result.rounds(), result.ious, result.inter_union)
+                for k, (prompts, iou, (inter, union)) in enumerate(steps, 1):
+                    # y, x, is_positive of a round of one one-point prompt (a click), else empty
+                    points = prompts[0].anchor_points() if len(prompts) == 1 else []
+                    where = [*points[0], int(prompts[0].is_positive)] if len(points) == 1 else ["", "", ""]
+                    row = [evaluation.key, record.index, record.name, k, *where, repr(float(iou)), int(inter), int(union)]
                     if boundary:
                         row += [repr(float(result.bious[k - 1])), repr(float(result.assds[k - 1]))]
+                    if rounds:
+                        row.append(len(prompts))
                     writer.writerow(row)
     return path
 
@@ -254,7 +306,8 @@ def write_reports(
     formats = check_formats(formats)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    title = f"NoC evaluation of {meta['checkpoint']}" if "checkpoint" in meta else ""
+    name = "/".join(dict.fromkeys(count_name(e) for e in evaluations)) or "NoC"
+    title = f"{name} evaluation of {meta['checkpoint']}" if "checkpoint" in meta else ""
     table = format_table(evaluations, title)
     table_file = output_dir / "table.txt"
     table_file.write_text(table + "\n", encoding="utf-8")

@@ -14,15 +14,21 @@ NEGATIVE_COLOR = (230, 30, 30)
 
 
 def draw_clicks(image: np.ndarray, clicks: Sequence[Click], radius: int | None = None) -> np.ndarray:
-    """RGB uint8 copy of ``image`` with a filled, outlined disk per click (green +, red -)."""
+    """RGB uint8 copy of ``image`` with a filled, outlined disk per click and a stroke per scribble
+    (green +, red -); ``clicks`` may be any prompts (their anchor points are drawn)."""
     canvas = np.ascontiguousarray(image.copy())
     if radius is None:
         radius = max(3, round(min(image.shape[:2]) / 60))
     for click in clicks:
-        center = (int(round(click.x)), int(round(click.y)))
         color = POSITIVE_COLOR if click.is_positive else NEGATIVE_COLOR
-        cv2.circle(canvas, center, radius, color, thickness=-1, lineType=cv2.LINE_AA)
-        cv2.circle(canvas, center, radius, (255, 255, 255), thickness=1, lineType=cv2.LINE_AA)
+        points = [(int(round(x)), int(round(y))) for y, x in click.anchor_points()]
+        if len(points) > 1:  # a scribble (or a box's corners): its stroke
+            line = np.array(points, np.int32).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [line], False, (255, 255, 255), max(2, radius // 2 + 2), lineType=cv2.LINE_AA)
+            cv2.polylines(canvas, [line], False, color, max(1, radius // 2), lineType=cv2.LINE_AA)
+            continue
+        cv2.circle(canvas, points[0], radius, color, thickness=-1, lineType=cv2.LINE_AA)
+        cv2.circle(canvas, points[0], radius, (255, 255, 255), thickness=1, lineType=cv2.LINE_AA)
     return canvas
 
 

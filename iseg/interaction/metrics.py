@@ -68,14 +68,18 @@ def summarize(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     max_clicks: int = 20,
     miou_clicks: Sequence[int] = DEFAULT_MIOU_CLICKS,
+    count_name: str = "NoC",
 ) -> dict[str, float]:
-    """Dataset metrics: ``NoC@85`` (mean), ``NoF@85`` (count), ... and ``mIoU@k`` for available k."""
+    """Dataset metrics: ``NoC@85`` (mean), ``NoF@85`` (count), ... and ``mIoU@k`` for available k.
+
+    ``count_name`` names the count (``NoS`` when each step is a round of scribbles).
+    """
     if not iou_arrays:
         raise ValueError("iou_arrays is empty: no sample was evaluated")
     summary: dict[str, float] = {}
     for threshold in thresholds:
         nocs = np.array([noc(a, threshold, max_clicks) for a in iou_arrays])
-        summary[f"NoC@{threshold_name(threshold)}"] = float(nocs.mean())
+        summary[f"{count_name}@{threshold_name(threshold)}"] = float(nocs.mean())
         summary[f"NoF@{threshold_name(threshold)}"] = int((nocs == max_clicks).sum())
     curve = mean_iou_curve(iou_arrays)
     for k in miou_clicks:

@@ -9,6 +9,8 @@ Coordinates are pixels (row ``y``, column ``x``; floats after resizing).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -29,6 +31,16 @@ class Prompt(Protocol):
     def anchor_points(self) -> list[tuple[float, float]]:
         """The (y, x) points that bound the prompt."""
 
+    def within(self, height: int, width: int) -> Prompt:
+        """The prompt to use on a ``height`` x ``width`` image, or a ValueError naming what lies outside."""
+
+
+def _outside(prompt: Prompt, height: int, width: int) -> None:
+    """ValueError naming the first point of ``prompt`` outside the image, if any."""
+    for y, x in prompt.anchor_points():
+        if not (0 <= y < height and 0 <= x < width):
+            raise ValueError(f"{prompt!r}: point (y={y}, x={x}) lies outside the {height}x{width} image")
+
 
 @dataclass(frozen=True)
 class Click:
@@ -45,6 +57,10 @@ class Click:
     def anchor_points(self) -> list[tuple[float, float]]:
         return [(self.y, self.x)]
 
+    def within(self, height: int, width: int) -> Click:
+        _outside(self, height, width)
+        return self
+
     def scaled(self, scale_y: float, scale_x: float, offset_y: float = 0.0, offset_x: float = 0.0) -> Click:
         """The same click in another frame: ``(y - offset_y) * scale_y``, same for x."""
         return Click((self.y - offset_y) * scale_y, (self.x - offset_x) * scale_x, self.is_positive)
@@ -52,21 +68,58 @@ class Click:
 
 @dataclass(frozen=True)
 class Scribble:
-    """A stroke of (y, x) points drawn on the object (positive) or the background (negative)."""
+    """A stroke of (y, x) points drawn on the object (positive) or the background (negative).
+
+    The points are a polyline as a person draws it (one point: a dot). On an image, points outside
+    it are moved onto its border with a warning naming the stroke (:meth:`within`); a stroke with
+    no point inside the image is refused.
+    """
 
     points: tuple[tuple[float, float], ...]
     is_positive: bool
 
     def __post_init__(self) -> None:
-        if not self.points:
-            raise ValueError("a scribble needs at least one point")
-        object.__setattr__(self, "points", tuple((float(y), float(x)) for y, x in self.points))
+        sign = "positive" if self.is_positive else "negative"
+        try:
+            points = [tuple(point) for point in self.points]
+        except TypeError:
+            raise TypeError(f"a {sign} scribble's points must be a sequence of (y, x) pairs, got {self.points!r}") from None
+        if not points:
+            raise ValueError(f"empty {sign} scribble: a scribble needs at least one (y, x) point")
+        converted = []
+        for index, point in enumerate(points):
+            try:
+                y, x = (float(v) for v in point)
+            except (TypeError, ValueError):
+                raise ValueError(f"{sign} scribble point {index} is {point!r}: expected a (y, x) pair of numbers") from None
+            if not (math.isfinite(y) and math.isfinite(x)):
+                raise ValueError(f"{sign} scribble point {index} is {point!r}: coordinates must be finite")
+            converted.append((y, x))
+        object.__setattr__(self, "points", tuple(converted))
 
     def map(self, fn: PointMap) -> Scribble:
         return Scribble(tuple(fn(y, x) for y, x in self.points), self.is_positive)
 
     def anchor_points(self) -> list[tuple[float, float]]:
         return list(self.points)
+
+    def within(self, height: int, width: int) -> Scribble:
+        """The stroke with points outside the image moved onto its border (warning), or a ValueError
+        when no point lies inside."""
+        inside = [0 <= y <= height - 1 and 0 <= x <= width - 1 for y, x in self.points]
+        if all(inside):
+            return self
+        if not any(inside):
+            raise ValueError(f"{self!r}: every point lies outside the {height}x{width} image")
+        clipped = tuple((min(max(y, 0.0), height - 1.0), min(max(x, 0.0), width - 1.0)) for y, x in self.points)
+        first = inside.index(False)
+        warnings.warn(
+            f"{'positive' if self.is_positive else 'negative'} scribble of {len(self.points)} points: "
+            f"{inside.count(False)} outside the {height}x{width} image (first: point {first}, "
+            f"{self.points[first]}) clipped to its border",
+            stacklevel=3,
+        )
+        return Scribble(clipped, self.is_positive)
 
 
 @dataclass(frozen=True)
@@ -90,6 +143,10 @@ class Box:
     def anchor_points(self) -> list[tuple[float, float]]:
         return [(self.y0, self.x0), (self.y1, self.x1)]
 
+    def within(self, height: int, width: int) -> Box:
+        _outside(self, height, width)
+        return self
+
 
 def map_prompts(prompts: Sequence[Prompt], fn: PointMap) -> list[Prompt]:
     """Every prompt of a list moved by ``fn``."""
@@ -97,10 +154,7 @@ def map_prompts(prompts: Sequence[Prompt], fn: PointMap) -> list[Prompt]:
 
 
 def check_prompt(prompt: object, height: int, width: int) -> Prompt:
-    """``prompt`` if it is a prompt whose points lie inside a ``height`` x ``width`` image, else a clear error."""
+    """The prompt to use on a ``height`` x ``width`` image (see each type's ``within``), else a clear error."""
     if not isinstance(prompt, Prompt):
         raise TypeError(f"expected a prompt (Click, Scribble or Box), got {type(prompt).__name__}: {prompt!r}")
-    for y, x in prompt.anchor_points():
-        if not (0 <= y < height and 0 <= x < width):
-            raise ValueError(f"{prompt!r}: point (y={y}, x={x}) lies outside the {height}x{width} image")
-    return prompt
+    return prompt.within(height, width)

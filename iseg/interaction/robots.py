@@ -5,6 +5,10 @@ method with another kind of interaction (scribbles, boxes) brings its robot and 
 A robot is started once per sample (``start(gt)``) and then asked for one prompt after each
 prediction (``next(pred_mask)``; the first call gets an all-false mask). It must be
 deterministic given the ground truth, the predictions and its own seed.
+
+A robot that gives several prompts per round (a round of scribbles on every error region, a box
+and a click) also has ``next_round(pred_mask) -> list[Prompt]``; the protocol asks for rounds with
+:func:`next_round`, which is ``[robot.next(pred_mask)]`` for a one-prompt robot such as the clicker.
 """
 
 from __future__ import annotations
@@ -47,3 +51,10 @@ class ClickRobot:
     @property
     def history(self) -> list[Click]:
         return list(self._clicker.clicks) if self._clicker is not None else []
+
+
+def next_round(robot: Robot, pred_mask: np.ndarray) -> list[Prompt]:
+    """The prompts of the robot's next round after ``pred_mask``: its ``next_round`` when it has one
+    (possibly empty when nothing is left to correct), else its one ``next`` prompt."""
+    several = getattr(robot, "next_round", None)
+    return list(several(pred_mask)) if several is not None else [robot.next(pred_mask)]
