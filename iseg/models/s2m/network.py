@@ -117,14 +117,25 @@ class S2MNet(nn.Module):
 
     Args:
         backbone_lr_mult: learning-rate multiplier of the ResNet (the reference trains all at 1.0).
+        pretrained: False, or the path of VainF's DeepLabV3+ ResNet-50 checkpoint to start from
+            (the reference's initialisation, :mod:`iseg.models.s2m.init`; nothing is downloaded).
     """
 
-    def __init__(self, backbone_lr_mult: float = 1.0):
+    def __init__(self, backbone_lr_mult: float = 1.0, pretrained: bool | str = False):
         super().__init__()
         self.normalization = ImageNormalize(IMAGENET_MEAN, IMAGENET_STD)
         self.backbone = ResNet50OS16(INPUT_CHANNELS)
         self.classifier = DeepLabV3PlusHead()
         self.backbone_lr_mult = backbone_lr_mult
+        if pretrained is True:
+            raise ValueError(
+                "S2MNet(pretrained=True): give the path of VainF's DeepLabV3+ ResNet-50 checkpoint "
+                "(e.g. best_deeplabv3plus_resnet50_voc_os16.pth from VainF/DeepLabV3Plus-Pytorch), or false"
+            )
+        if pretrained:
+            from iseg.models.s2m.init import load_deeplab_init
+
+            load_deeplab_init(self, pretrained)
 
     def default_inputs(self):
         """S2M's input adapter: the scribbles of the open round on top of the committed mask."""
