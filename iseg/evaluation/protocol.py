@@ -210,11 +210,13 @@ def summarize_samples(
 
 @dataclass
 class SampleRecord:
-    """One evaluated sample: its position in the sequence, its name and the protocol result."""
+    """One evaluated sample: its position in the sequence, its name and the protocol result
+    (``object_index``: the object's position in its image under the multi-object protocol)."""
 
     index: int
     name: str
     result: SampleResult
+    object_index: int = 0
 
 
 @dataclass
@@ -238,6 +240,17 @@ class ProtocolRun:
 OnRecord = Callable[[SampleRecord, Any, Interactive], None]
 """Called on this rank after each sample with (record, the sample, the predictor), e.g. to keep pictures."""
 
+SampleEvaluator = Callable[[Any, Any, ProtocolConfig, "Robot | None"], list[tuple[str, SampleResult]]]
+"""(predictor, sample, settings, robot) -> (name, result) per object of the sample; shows the image itself."""
+
+
+def evaluate_one_object(
+    predictor: Interactive, sample: ProtocolSample, settings: ProtocolConfig, robot: Robot | None
+) -> list[tuple[str, SampleResult]]:
+    """The single-object protocol on one sample (``name``, ``image``, ``gt``): the default evaluator."""
+    predictor.set_image(sample.image)
+    return [(sample.name, evaluate_sample(predictor, sample.gt, settings, robot))]
+
 
 def run_protocol(
     predictor: Interactive,
@@ -249,12 +262,14 @@ def run_protocol(
     rank: int = 0,
     world_size: int = 1,
     on_record: OnRecord | None = None,
+    evaluator: SampleEvaluator = evaluate_one_object,
 ) -> ProtocolRun:
     """The protocol on the first ``num_samples`` of ``samples`` (all by default), this rank's share.
 
-    ``samples[i]`` has ``name``, ``image`` and ``gt``. Under a process group every rank calls this
-    with the same arguments; the records are gathered on every rank. A failure on one rank is
-    reported on all of them (none waits for it forever).
+    ``samples[i]`` has ``name``, ``image`` and ``gt`` (or what ``evaluator`` reads, e.g. the
+    multi-object protocol's label maps, :mod:`iseg.evaluation.multi_object`). Under a process group
+    every rank calls this with the same arguments; the records are gathered on every rank. A failure
+    on one rank is reported on all of them (none waits for it forever).
     """
     settings = settings or ProtocolConfig()
     total = len(samples) if num_samples is None else min(num_samples, len(samples))
@@ -266,11 +281,11 @@ def run_protocol(
     try:
         for index in shard_for_rank(total, rank, world_size):
             sample = samples[index]
-            predictor.set_image(sample.image)
-            record = SampleRecord(index, sample.name, evaluate_sample(predictor, sample.gt, settings, robot))
-            records.append(record)
-            if on_record is not None:
-                on_record(record, sample, predictor)
+            for object_index, (name, result) in enumerate(evaluator(predictor, sample, settings, robot)):
+                record = SampleRecord(index, name, result, object_index)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record, sample, predictor)
     except Exception as error:  # reported to every rank below
         failure = error
     seconds = time.perf_counter() - start
@@ -281,7 +296,7 @@ def run_protocol(
     failed = [(r, m) for r, _, m, _ in shards if m is not None]
     if failed:
         raise RuntimeError(f"protocol run failed on rank {failed[0][0]}: {failed[0][1]}")
-    gathered = sorted((record for *_, part in shards for record in part), key=lambda record: record.index)
-    if [record.index for record in gathered] != list(range(total)):
+    gathered = sorted((r for *_, part in shards for r in part), key=lambda r: (r.index, r.object_index))
+    if sorted({record.index for record in gathered}) != list(range(total)):
         raise RuntimeError(f"gathered sample indices do not cover 0..{total - 1}")
     return ProtocolRun(gathered, sum(s for _, s, _, _ in shards), settings)
