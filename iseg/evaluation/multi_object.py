@@ -146,3 +146,29 @@ def evaluate_objects(
         result.round_sizes = sizes[k]
         results.append((name, result))
     return results
+
+
+def multi_object_predictor(
+    net: Any,
+    *,
+    device: Any = "cpu",
+    views: Any = None,
+    refiner: Any = None,
+    **options: Any,
+) -> Any:
+    """A :class:`~iseg.inference.multi_object.MultiObjectPredictor` from evaluate.py's predictor config.
+
+    Every object gets its own copy of ``views`` (a view keeps per-object state); the refiner group's
+    plain forward (``NoRefine``) is the only refiner, since BRS optimises one object's map.
+    ``options`` go to the predictor (``hard_aggregation``, ``hard_commit``, ``output``).
+    """
+    from iseg.inference.multi_object import MultiObjectPredictor
+    from iseg.inference.refiners import NoRefine
+
+    if refiner is not None and not isinstance(refiner, NoRefine):
+        raise ValueError(
+            f"the multi-object predictor runs one plain forward per object; refiner {type(refiner).__name__} "
+            "is not supported (use refiner=none)"
+        )
+    make_views = (lambda: copy.deepcopy(views)) if views else None
+    return MultiObjectPredictor(net, views=make_views, device=device, **options)

@@ -28,7 +28,14 @@ from torch import nn
 
 from iseg.data.eval import EvaluationSet, Exclusion, build_evaluation_dataset
 from iseg.evaluation.distributed import shard_for_rank
-from iseg.evaluation.protocol import DatasetResult, Interactive, ProtocolConfig, SampleRecord, run_protocol
+from iseg.evaluation.protocol import (
+    DatasetResult,
+    Interactive,
+    ProtocolConfig,
+    SampleRecord,
+    evaluate_one_object,
+    run_protocol,
+)
 from iseg.interaction.prompts import Prompt
 from iseg.interaction.robots import Robot
 from iseg.models.checkpoints import load_model
@@ -117,6 +124,7 @@ def evaluate_checkpoint(
     max_samples: int | None = None,
     num_examples: int = 0,
     channels_last: bool = True,
+    multi_object: bool = False,
 ) -> list[DatasetEvaluation]:
     """Run the protocol of a checkpoint on each set.
 
@@ -138,6 +146,9 @@ def evaluate_checkpoint(
             set (rank 0's first ones) for pictures.
         channels_last: convert the network (in place) to channels_last memory format: the same
             clicks, faster convolutions on oneDNN and cuDNN.
+        multi_object: all objects of an image at once (:mod:`iseg.evaluation.multi_object`): the
+            predictor must be a multi-object one (``predictor=s2m_multi``); samples are images,
+            results objects.
 
     Under ``torch.distributed`` every rank must call this with the same arguments; the samples are
     sharded over the ranks and every rank returns the gathered results.
@@ -164,7 +175,9 @@ def evaluate_checkpoint(
         config = _dataset_predictor_config(predictor, (predictor_per_dataset or {}).get(key))
         model = _build_predictor(config, net, device)
         evaluations.append(
-            _evaluate_set(key, dataset, model, config, protocol, robot, max_samples, num_examples, rank, world_size)
+            _evaluate_set(
+                key, dataset, model, config, protocol, robot, max_samples, num_examples, rank, world_size, multi_object
+            )
         )
     return evaluations
 
@@ -217,9 +230,17 @@ def _evaluate_set(
     num_examples: int,
     rank: int,
     world_size: int,
+    multi_object: bool = False,
 ) -> DatasetEvaluation:
     """This rank's share of one set, then the gathered, index-ordered results of all ranks."""
-    total = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    from iseg.evaluation.multi_object import LabelMapSamples, evaluate_objects
+
+    samples: Any = LabelMapSamples(dataset) if multi_object else dataset
+    evaluator = evaluate_objects if multi_object else evaluate_one_object
+    if multi_object and num_examples:
+        log.info("%s: no example pictures under the multi-object protocol", key)
+        num_examples = 0
+    total = len(samples) if max_samples is None else min(max_samples, len(samples))
     if total == 0:
         raise ValueError(f"evaluation set '{key}' ({dataset.root}) has no sample to evaluate")
     share = len(shard_for_rank(total, rank, world_size))
@@ -239,7 +260,8 @@ def _evaluate_set(
     wall_start = time.perf_counter()
     try:
         run = run_protocol(
-            predictor, dataset, protocol, robot, num_samples=total, rank=rank, world_size=world_size, on_record=on_record
+            predictor, samples, protocol, robot, num_samples=total, rank=rank, world_size=world_size,
+            on_record=on_record, evaluator=evaluator,
         )
     except RuntimeError as error:
         raise RuntimeError(f"evaluation of '{key}': {error}") from error
@@ -411,6 +433,7 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
         max_samples=cfg.get("max_samples"),
         num_examples=int(cfg.get("num_examples", 0)),
         channels_last=bool(cfg.get("channels_last", True)),
+        multi_object=bool(cfg.get("multi_object", False)),
     )
     if fabric.is_global_zero:
         meta = {
