@@ -173,3 +173,27 @@ def test_multi_object_errors_name_the_id() -> None:
         multi.set_image(_image(), object_ids=(0, 1))
     with pytest.raises(RuntimeError, match="set_image"):
         MultiObjectPredictor(TinyS2M()).add(Scribble(((1, 1),), True), object_id=1)
+
+
+def test_padding_view_matches_the_reference_padding_and_crops_back() -> None:
+    """42x50 -> 48x64 with (3, 3) rows and (7, 7) columns of mean colour; strokes move with the frame."""
+    from iseg.inference.pad_view import PadToMultiple, pad_amounts
+    from iseg.inference.views import Frame
+
+    assert pad_amounts(42, 16) == (3, 3) and pad_amounts(50, 16) == (7, 7) and pad_amounts(49, 16) == (7, 8)
+    net = TinyS2M()
+    padded = Predictor(net, views={"pad": PadToMultiple(16)}, pred_thr=0.5)
+    plain = Predictor(TinyS2M(), pred_thr=0.5)
+    image = _image(42, 50)
+    for predictor in (padded, plain):
+        predictor.set_image(image)
+    stroke = Scribble(((20, 20), (20, 30)), True)
+    probs = padded.add(stroke)
+    reference = plain.add(stroke)
+    assert probs.shape == (42, 50)
+    np.testing.assert_allclose(probs, reference, atol=1e-6)  # TinyS2M is local: padding changes nothing inside
+    _, scribbles = net.calls[-1]
+    assert scribbles.shape[-2:] == (48, 64) and scribbles[0, 0, 23, 32] == 1  # (20, 25) moved by (3, 7)
+    out = PadToMultiple(16).forward(Frame(torch.zeros(1, 3, 42, 50), torch.ones(1, 1, 42, 50), [[stroke]]))
+    torch.testing.assert_close(out.image[0, :, 0, 0], torch.tensor(IMAGENET_MEAN))  # 0 after normalisation
+    assert out.prev[0, 0, 0, 0] == 0 and out.prev[0, 0, 3, 7] == 1
