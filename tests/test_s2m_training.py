@@ -14,6 +14,7 @@ from iseg.data.mixture import DatasetMixture
 from iseg.interaction.scribbles.sampler import S2MSampler
 from iseg.models.checkpoints import CheckpointError, load_model
 from iseg.models.s2m import S2MNet
+from iseg.models.s2m.init import load_deeplab_init
 from iseg.models.s2m.loss import S2MLossTerm
 from iseg.training.run import train
 from tests.conftest import compose_train_config
@@ -135,10 +136,20 @@ def test_mixture_refuses_unknown_names_and_empty_mixtures(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ VainF initialisation
 
 
-def _vainf_checkpoint(path: Path, num_classes: int = 21) -> dict[str, torch.Tensor]:
-    """A file in VainF/DeepLabV3Plus-Pytorch's layout: a 3-channel conv1 and a 21-class VOC classifier."""
+@pytest.fixture(scope="module")
+def s2m_net() -> S2MNet:
     torch.manual_seed(1)
-    state = {key: value.clone() for key, value in S2MNet().state_dict().items()}
+    return S2MNet()
+
+
+@pytest.fixture(scope="module")
+def s2m_state(s2m_net: S2MNet) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in s2m_net.state_dict().items()}
+
+
+def _vainf_checkpoint(path: Path, s2m_state: dict[str, torch.Tensor], num_classes: int = 21) -> dict[str, torch.Tensor]:
+    """A file in VainF/DeepLabV3Plus-Pytorch's layout: a 3-channel conv1 and a 21-class VOC classifier."""
+    state = {key: value.clone() for key, value in s2m_state.items()}
     state["backbone.conv1.weight"] = torch.randn(64, 3, 7, 7)
     state["classifier.classifier.3.weight"] = torch.randn(num_classes, 256, 1, 1)
     state["classifier.classifier.3.bias"] = torch.randn(num_classes)
@@ -146,9 +157,9 @@ def _vainf_checkpoint(path: Path, num_classes: int = 21) -> dict[str, torch.Tens
     return state
 
 
-def test_vainf_checkpoint_initialises_with_the_three_to_six_expansion(tmp_path: Path) -> None:
+def test_vainf_checkpoint_initialises_with_the_three_to_six_expansion(tmp_path: Path, s2m_state) -> None:
     path = tmp_path / "best_deeplabv3plus_resnet50_voc_os16.pth"
-    source = _vainf_checkpoint(path)
+    source = _vainf_checkpoint(path, s2m_state)
     torch.manual_seed(0)
     net = S2MNet(pretrained=str(path))
     state = net.state_dict()
@@ -165,17 +176,19 @@ def test_vainf_checkpoint_initialises_with_the_three_to_six_expansion(tmp_path: 
     prefixed = {"model_state": {f"module.{k}": v for k, v in torch.load(path)["model_state"].items()}}
     torch.save(prefixed, tmp_path / "prefixed.pth")
     torch.manual_seed(0)
-    assert torch.equal(S2MNet(pretrained=str(tmp_path / "prefixed.pth")).state_dict()["backbone.conv1.weight"], conv1)
+    other = S2MNet()  # what S2MNet(pretrained=...) does: build, then load
+    load_deeplab_init(other, tmp_path / "prefixed.pth")
+    assert torch.equal(other.state_dict()["backbone.conv1.weight"], conv1)
 
 
-def test_bad_initialisation_files_are_named(tmp_path: Path) -> None:
+def test_bad_initialisation_files_are_named(tmp_path: Path, s2m_net, s2m_state) -> None:
     torch.save({"state_dict": {}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match=r"other.pth: not a VainF DeepLabV3\+ checkpoint \(no 'model_state'"):
-        S2MNet(pretrained=str(tmp_path / "other.pth"))
-    state = _vainf_checkpoint(tmp_path / "vainf.pth")
+        load_deeplab_init(s2m_net, tmp_path / "other.pth")
+    state = _vainf_checkpoint(tmp_path / "vainf.pth", s2m_state)
     del state["classifier.aspp.project.0.weight"]
     torch.save({"model_state": state}, tmp_path / "cut.pth")
     with pytest.raises(CheckpointError, match=r"(?s)cut.pth \(VainF DeepLabV3\+ initialisation\).*missing keys \(1\)"):
-        S2MNet(pretrained=str(tmp_path / "cut.pth"))
+        load_deeplab_init(s2m_net, tmp_path / "cut.pth")
     with pytest.raises(ValueError, match="give the path of VainF's DeepLabV3\\+ ResNet-50 checkpoint"):
         S2MNet(pretrained=True)

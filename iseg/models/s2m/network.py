@@ -123,15 +123,15 @@ class S2MNet(nn.Module):
 
     def __init__(self, backbone_lr_mult: float = 1.0, pretrained: bool | str = False):
         super().__init__()
-        self.normalization = ImageNormalize(IMAGENET_MEAN, IMAGENET_STD)
-        self.backbone = ResNet50OS16(INPUT_CHANNELS)
-        self.classifier = DeepLabV3PlusHead()
-        self.backbone_lr_mult = backbone_lr_mult
         if pretrained is True:
             raise ValueError(
                 "S2MNet(pretrained=True): give the path of VainF's DeepLabV3+ ResNet-50 checkpoint "
                 "(e.g. best_deeplabv3plus_resnet50_voc_os16.pth from VainF/DeepLabV3Plus-Pytorch), or false"
             )
+        self.normalization = ImageNormalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.backbone = ResNet50OS16(INPUT_CHANNELS)
+        self.classifier = DeepLabV3PlusHead()
+        self.backbone_lr_mult = backbone_lr_mult
         if pretrained:
             from iseg.models.s2m.init import load_deeplab_init
 
