@@ -188,7 +188,7 @@ def evaluate_sample(
         if value >= settings.target_iou and k >= settings.min_clicks:
             break
     result = SampleResult(robot.history, np.array(ious, dtype=np.float32), np.array(counts, dtype=np.int64))
-    if any(size != 1 for size in sizes):
+    if settings.unit == "round" or any(size != 1 for size in sizes):
         result.round_sizes = sizes
     if boundary is not None:
         result.bious, result.assds = np.array(bious, dtype=np.float32), np.array(assds, dtype=np.float32)

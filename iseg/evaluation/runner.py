@@ -422,11 +422,12 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
     net = load_model(str(cfg.checkpoint), map_location="cpu")
     check_predictor_networks(cfg, net)
     datasets = build_datasets(cfg.get("data"))
+    per_dataset = cfg.get("predictor_per_dataset")  # an empty {} (S2M) is falsy, to_container refuses a plain dict
     evaluations = evaluate_checkpoint(
         net,
         datasets,
         OmegaConf.to_container(cfg.predictor, resolve=True),
-        predictor_per_dataset=OmegaConf.to_container(cfg.get("predictor_per_dataset") or {}, resolve=True),
+        predictor_per_dataset=OmegaConf.to_container(per_dataset, resolve=True) if per_dataset else {},
         protocol=instantiate(cfg.protocol),
         robot=instantiate(cfg.robot) if cfg.get("robot") else None,
         device=fabric.device,
