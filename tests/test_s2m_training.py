@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -192,3 +193,26 @@ def test_bad_initialisation_files_are_named(tmp_path: Path, s2m_net, s2m_state) 
         load_deeplab_init(s2m_net, tmp_path / "cut.pth")
     with pytest.raises(ValueError, match="give the path of VainF's DeepLabV3\\+ ResNet-50 checkpoint"):
         S2MNet(pretrained=True)
+
+
+def test_reference_static_layout_becomes_folder_sets(tmp_path: Path) -> None:
+    """The download's <stem>.jpg + <stem>.png folders (FSS-1000 per class) -> images/ + masks/ links."""
+    import cv2
+
+    from iseg.data.folder import FolderSource
+    from iseg.data.s2m_static import link_static_sets
+
+    image, mask = np.zeros((20, 30, 3), np.uint8), np.zeros((20, 30), np.uint8)
+    mask[5:15, 5:20] = 255
+    for folder, stems in (("ecssd", ["0001", "0002"]), ("fss/cat", ["1"]), ("fss/dog", ["1", "2"])):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+        for stem in stems:
+            cv2.imwrite(str(tmp_path / "src" / folder / f"{stem}.jpg"), image)
+            cv2.imwrite(str(tmp_path / "src" / folder / f"{stem}.png"), mask)
+    assert link_static_sets(tmp_path / "src", tmp_path / "static") == {"fss": 3, "ecssd": 2}
+    fss = FolderSource(tmp_path / "static" / "fss", split="all", mask_mode="binary", ignore_value=None)
+    assert sorted(fss.names) == ["cat_1", "dog_1", "dog_2"]
+    assert fss.get_sample(0).get_object_mask(fss.sample_object_ids(0)[0]).sum() == 150
+    (tmp_path / "src" / "ecssd" / "0002.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"0002.jpg: no mask 0002.png beside it"):
+        link_static_sets(tmp_path / "src", tmp_path / "static")
