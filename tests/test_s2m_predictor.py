@@ -15,7 +15,6 @@ from iseg.inference.multi_object import MultiObjectPredictor
 from iseg.inference.predictor import Predictor
 from iseg.interaction.encoders import make_encoder
 from iseg.interaction.prompts import Box, Click, Scribble
-from iseg.models.checkpoints import load_model
 from iseg.models.inputs import ClickInputs
 from iseg.models.s2m.inputs import S2MInputs
 from iseg.models.s2m.network import IMAGENET_MEAN, IMAGENET_STD

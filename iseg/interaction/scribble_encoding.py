@@ -13,6 +13,7 @@ maps itself and so takes the frame's ``size`` as a keyword (S2M's adapter passes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -33,14 +34,14 @@ def stroke_points(prompt: Prompt) -> list[tuple[int, int]]:
         points = ((prompt.y, prompt.x),)
     else:
         raise TypeError(f"the 'scribble_maps' encoder takes scribbles and clicks, got {prompt!r}")
-    return [(int(round(x)), int(round(y))) for y, x in points]
+    return [(int(round(float(x))), int(round(float(y)))) for y, x in points]  # numpy floats too
 
 
 def draw_stroke(canvas: np.ndarray, prompt: Prompt, thickness: int = STROKE_THICKNESS, radius: int = DOWN_RADIUS) -> None:
     """Draw one stroke into a uint8 (H, W) canvas with value 1: a disk at its first point, lines between points."""
     points = stroke_points(prompt)
     cv2.circle(canvas, points[0], radius, 1, thickness=-1)
-    for start, end in zip(points[:-1], points[1:]):
+    for start, end in pairwise(points):
         cv2.line(canvas, start, end, 1, thickness=thickness)
 
 

@@ -18,7 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from iseg.models.checkpoints import CheckpointError, load_state_dict_strict, read_checkpoint
+from iseg.models.checkpoints import (
+    CheckpointError,
+    load_state_dict_strict,
+    read_checkpoint,
+)
 
 CONV1 = "backbone.conv1.weight"
 
@@ -29,7 +33,7 @@ def deeplab_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping):
         found = f"keys {sorted(obj)[:8]}" if isinstance(obj, Mapping) else f"a {type(obj).__name__}"
         raise CheckpointError(f"{source}: not a VainF DeepLabV3+ checkpoint (no 'model_state' dict; found {found})")
-    return {(key[len("module.") :] if key.startswith("module.") else key): value for key, value in state.items()}
+    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 @torch.no_grad()
