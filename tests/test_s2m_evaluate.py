@@ -26,7 +26,7 @@ def test_evaluate_py_runs_scribble_rounds_on_grabcut(tmp_path) -> None:
     torch.save(S2MNet().state_dict(), checkpoint)  # the official format: a bare state dict
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [
-        sys.executable, "evaluate.py", f"checkpoint={checkpoint}", "predictor=s2m", "robot=scribble", "data=grabcut",
+        sys.executable, "evaluate.py", f"checkpoint={checkpoint}", "robot=scribble", "data=grabcut",
         f"data.grabcut.root={GRABCUT}", "max_samples=2", "protocol.max_clicks=2", "robot.max_strokes=2", "threads=1",
         "num_examples=1", "predictor.views.pad=null", "+predictor.views.limit_size={_target_: iseg.inference.limit_size.LimitLongestSide, max_size: 128}",
         f"hydra.run.dir={tmp_path / 'out'}",

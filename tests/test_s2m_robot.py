@@ -185,6 +185,7 @@ def test_reports_name_rounds_and_write_scribbles(tmp_path):
     files = write_reports([evaluation], tmp_path, {"checkpoint": "stand-in"})
     header = files.table.splitlines()[1].split()
     assert header[2:4] == ["NoS@85", "NoS@90"] and "SPR" in header and files.table.startswith("NoS evaluation")
+    assert "NoS@95 '-': not among protocol.thresholds (0.85, 0.9)" in files.table
     document = json.loads(files.json_file.read_text())
     sample = document["datasets"]["toy"]["samples"][0]
     assert sample["clicks"][0]["type"] == "Scribble" and len(sample["clicks"][0]["points"]) > 10
@@ -201,7 +202,8 @@ def test_the_scribble_robot_config_sets_the_round_protocol():
     cfg = compose_eval_config(["robot=scribble"])
     robot, protocol = instantiate(cfg.robot), instantiate(cfg.protocol)
     assert isinstance(robot, ScribbleRobot) and robot.seed == 0
+    assert list(cfg.predictor_networks) == ["S2MNet"] and "pad" in cfg.predictor.views  # S2M's predictor
     assert protocol.unit == "round" and protocol.count_name == "NoS" and protocol.max_clicks == 10
-    assert protocol.noc_thresholds == [0.85, 0.90]
+    assert [round(t, 2) for t in protocol.noc_thresholds] == [0.8, 0.85, 0.9, 0.95]
     click = compose_eval_config([])
     assert instantiate(click.protocol) == ProtocolConfig()  # the click protocol is unchanged
