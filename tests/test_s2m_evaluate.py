@@ -31,7 +31,7 @@ def test_evaluate_py_runs_scribble_rounds_on_grabcut(tmp_path) -> None:
         "num_examples=1", "predictor.views.pad=null", "+predictor.views.limit_size={_target_: iseg.inference.limit_size.LimitLongestSide, max_size: 128}",
         f"hydra.run.dir={tmp_path / 'out'}",
     ]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "NoS@85" in result.stdout and "SPR [s]" in result.stdout, result.stdout
     document = json.loads((tmp_path / "out" / "results.json").read_text())

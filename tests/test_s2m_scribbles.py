@@ -31,7 +31,7 @@ def _draws(seed: int) -> list[dict]:
     for name in MASKS:
         gt = _gt(name)
         for _ in range(DRAWS_PER_MASK):
-            prev, from_zero, target = simulation.previous_mask(gt, rng)
+            prev, from_zero, _ = simulation.previous_mask(gt, rng)
             pos, neg, robot = simulation.scribbles(prev, gt, from_zero, rng)
             pos, neg = pos.astype(bool), neg.astype(bool)
             rows.append({
@@ -60,7 +60,10 @@ def test_scribble_statistics_match_the_reference_within_their_noise(draws, group
     reference = json.loads(STATS.read_text())["pooled"][group]
     rows = [r for r in draws if GROUPS[group](r)]
     n = len(rows)
-    column = lambda key: np.array([r[key] for r in rows], np.float64)  # noqa: E731
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows], np.float64)
+
     for key in ("pos", "neg"):
         ours, ref_mean, ref_std = column(key), reference[f"mean_{key}_px"], reference[f"std_{key}_px"]
         # mean pixel counts within 25 % of the reference, or 4 standard errors of the difference when that is wider
@@ -98,6 +101,10 @@ def test_perturbation_stops_just_below_the_target_iou():
     assert perturb_mask(np.ones((2, 5), np.uint8), 0.5, rng).all()  # too small to perturb: unchanged
 
 
+def _dilated(mask: np.ndarray, size: int) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+
+
 def _boxes(shape=(96, 128)):
     """gt: a rectangle; prev: the same rectangle moved right, so FN (left) and FP (right) are convex strips."""
     gt, prev = np.zeros(shape, bool), np.zeros(shape, bool)
@@ -111,10 +118,9 @@ def test_robot_strokes_lie_on_their_error_region_and_repeat_for_a_seed():
     simulation = ScribbleSimulation(robot_prob=1.0)
     pos, neg, robot = simulation.scribbles(prev, gt, False, np.random.default_rng(5))
     assert robot and pos.dtype == np.uint8 and set(np.unique(pos)) == {0, 1} and set(np.unique(neg)) == {0, 1}
-    grow = lambda m: cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # noqa: E731
     # the 1-px strokes lie inside the convex error strips; the reference then dilates them 3x3
-    assert not (pos.astype(bool) & ~grow(gt & ~prev)).any() and pos.sum() > 50
-    assert not (neg.astype(bool) & ~grow(prev & ~gt)).any() and neg.sum() > 50
+    assert not (pos.astype(bool) & ~_dilated(gt & ~prev, 3)).any() and pos.sum() > 50
+    assert not (neg.astype(bool) & ~_dilated(prev & ~gt, 3)).any() and neg.sum() > 50
     again = simulation.scribbles(prev, gt, False, np.random.default_rng(5))
     assert np.array_equal(again[0], pos) and np.array_equal(again[1], neg)
 
@@ -122,13 +128,12 @@ def test_robot_strokes_lie_on_their_error_region_and_repeat_for_a_seed():
 def test_random_strokes_lie_near_their_error_region():
     prev, gt = _boxes()
     simulation = ScribbleSimulation(robot_prob=0.0, gt_only_prob=0.0)
-    allowed = lambda m: cv2.dilate(m.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)  # noqa: E731
     rng = np.random.default_rng(1)
     for _ in range(10):
         pos, neg, robot = simulation.scribbles(prev, gt, False, rng)
         assert not robot and (pos.any() or neg.any())
-        assert not (pos.astype(bool) & ~allowed(gt & ~prev)).any()
-        assert not (neg.astype(bool) & ~allowed(prev & ~gt)).any()
+        assert not (pos.astype(bool) & ~_dilated(gt & ~prev, 7)).any()
+        assert not (neg.astype(bool) & ~_dilated(prev & ~gt, 7)).any()
 
 
 def test_skeleton_paths_follow_a_bar_end_to_end_with_a_seeded_tie_break():

@@ -19,6 +19,7 @@ the per-sample results of one.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class SampleResult:
         """The prompts grouped by round."""
         sizes = self.round_sizes if self.round_sizes is not None else [1] * len(self.clicks)
         ends = np.cumsum([0, *sizes])
-        return [list(self.clicks[a:b]) for a, b in zip(ends[:-1], ends[1:])]
+        return [list(self.clicks[a:b]) for a, b in itertools.pairwise(ends)]
 
 
 @dataclass

@@ -21,7 +21,7 @@ def draw_clicks(image: np.ndarray, clicks: Sequence[Click], radius: int | None =
         radius = max(3, round(min(image.shape[:2]) / 60))
     for click in clicks:
         color = POSITIVE_COLOR if click.is_positive else NEGATIVE_COLOR
-        points = [(int(round(x)), int(round(y))) for y, x in click.anchor_points()]
+        points = [(round(x), round(y)) for y, x in click.anchor_points()]
         if len(points) > 1:  # a scribble (or a box's corners): its stroke
             line = np.array(points, np.int32).reshape(-1, 1, 2)
             cv2.polylines(canvas, [line], False, (255, 255, 255), max(2, radius // 2 + 2), lineType=cv2.LINE_AA)

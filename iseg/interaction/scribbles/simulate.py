@@ -15,7 +15,7 @@ draws themselves differ from its legacy global RNG, so the statistics (not the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ class ScribbleSimulation:
     robot_prob: float = 0.75
     second_type_prob: float = 0.3
     gt_only_prob: float = 0.3
-    robot: SkeletonRobot = SkeletonRobot()
+    robot: SkeletonRobot = field(default_factory=SkeletonRobot)
 
     def previous_mask(self, gt: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, bool, float | None]:
         """(bool previous mask, from_zero, iou_target or None) for the bool ``gt``."""
