@@ -142,3 +142,30 @@ def test_the_multi_object_predictor_runs_the_protocol_with_aggregated_label_maps
     assert run.records[0].result.ious.tolist() == run.records[2].result.ious.tolist()  # deterministic
     with pytest.raises(KeyError, match="unknown object id 3"):
         predictor.add(Scribble(((10, 10),), True), 3)
+
+
+def test_evaluate_checkpoint_runs_every_object_of_a_folder_image_at_once(tmp_path):
+    import cv2
+    from omegaconf import OmegaConf
+
+    from iseg.data.eval.folder import FolderDataset
+    from iseg.evaluation.runner import compose_eval_config, evaluate_checkpoint
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("p", "q"):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.zeros((64, 96, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), np.where(_labels() < 0, 0, _labels()).astype(np.uint8))
+    dataset = FolderDataset(tmp_path, mask_mode="instances")
+    cfg = compose_eval_config(["robot=scribble", "predictor=s2m_multi", "multi_object=true"])
+    predictor = OmegaConf.to_container(cfg.predictor, resolve=True)
+    (evaluation,) = evaluate_checkpoint(
+        PaintNet(), {"folder": dataset}, predictor, predictor_per_dataset={}, protocol=ROUNDS, robot=ScribbleRobot(),
+        multi_object=True, max_samples=1, num_examples=2,
+    )
+    assert [(r.index, r.name) for r in evaluation.records] == [(0, "p.png#1"), (0, "p.png#2")]
+    assert evaluation.summary["mIoU@1"] > 0.3 and "NoS@85" in evaluation.summary and not evaluation.examples
+    from iseg.evaluation.multi_object import multi_object_predictor
+
+    with pytest.raises(ValueError, match="refiner object is not supported"):
+        multi_object_predictor(PaintNet(), refiner=object())  # BRS optimises one object's map
