@@ -145,7 +145,7 @@ def _missing_metric_notes(evaluations: Sequence[DatasetEvaluation]) -> list[str]
     notes = []
     for name in dict.fromkeys(count_name(e) for e in evaluations):
         missing = [e for e in evaluations if count_name(e) == name and e.summary.get(f"{name}@95") is None]
-        excluded = [e for e in missing if e.protocol["target_iou"] >= 0.95]  # thresholds chosen without 0.95
+        excluded = [e for e in missing if e.protocol["target_iou"] >= 0.95 and e.protocol.get("thresholds")]  # chosen without 0.95
         if excluded:
             chosen = sorted({f"{t:g}" for e in excluded for t in e.protocol["thresholds"]})
             notes.append(f"{name}@95 '-': not among protocol.thresholds ({', '.join(chosen)})")

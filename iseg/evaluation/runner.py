@@ -250,11 +250,11 @@ def _evaluate_set(
 
     def on_record(record: SampleRecord, sample: Any, model: Any) -> None:
         nonlocal done
-        done += 1
+        done += record.object_index == 0  # samples, not objects (the multi-object protocol has several)
         if rank == 0 and len(examples) < num_examples:
             clicks = list(record.result.clicks)
             examples.append(Example(record.index, sample.name, sample.image, sample.gt, model.probs, clicks))
-        if done % max(1, share // 10) == 0 or done == share:
+        if record.object_index == 0 and (done % max(1, share // 10) == 0 or done == share):
             log.info("%s: rank %d evaluated %d/%d samples", key, rank, done, share)
 
     wall_start = time.perf_counter()
