@@ -457,3 +457,7 @@ register_checkpoint_format(RitmContainerFormat())
 register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
 register_checkpoint_format(FbrsStateDictFormat())
+
+from iseg.models.iog.checkpoint import IogStateDictFormat  # noqa: E402  (needs the helpers above)
+
+register_checkpoint_format(IogStateDictFormat())
