@@ -219,11 +219,19 @@ class IOGNetwork(nn.Module):
         in_channels: 5 (RGB + inside + outside heatmaps).
         output_size: size of every returned map (the reference's fixed 512 x 512).
         backbone_lr_mult: learning-rate multiplier of the backbone (the reference: 0.1).
+        pretrained: ImageNet backbone: False (the reference's random init), ``"timm"`` or the path of
+            a torchvision resnet101 state dict (:func:`~iseg.models.iog.pretrained.load_imagenet_backbone_`).
     """
 
     psp_in_channels = 2048
 
-    def __init__(self, in_channels: int = 5, output_size: Sequence[int] = (512, 512), backbone_lr_mult: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int = 5,
+        output_size: Sequence[int] = (512, 512),
+        backbone_lr_mult: float = 0.1,
+        pretrained: bool | str = False,
+    ):
         super().__init__()
         self.output_size = tuple(output_size)
         self.backbone_lr_mult = backbone_lr_mult
@@ -232,6 +240,10 @@ class IOGNetwork(nn.Module):
         self.Coarse_net = CoarseNet()
         self.Fine_net = FineNet()
         reference_init_(self)
+        if pretrained:
+            from iseg.models.iog.pretrained import load_imagenet_backbone_
+
+            load_imagenet_backbone_(self.backbone, "timm" if pretrained is True else pretrained)
 
     def heads(self, features: Sequence[torch.Tensor], psp_input: torch.Tensor) -> list[torch.Tensor]:
         """[coarse1..coarse4, fine] logits at 128 x 128 from the backbone features and the PSP input."""

@@ -62,8 +62,9 @@ class IOGRefinementNetwork(IOGNetwork):
         output_size: Sequence[int] = (512, 512),
         backbone_lr_mult: float = 0.1,
         label_rule: LabelRule = "correct",
+        pretrained: bool | str = False,
     ):
-        super().__init__(in_channels, output_size, backbone_lr_mult)
+        super().__init__(in_channels, output_size, backbone_lr_mult, pretrained)
         self.label_rule = check_label_rule(label_rule)
         self.iog_points = guidance_encoder(2, self.guidance_channels)
         self.psp4 = PSPModule(self.psp_in_channels + self.guidance_channels, 512)
