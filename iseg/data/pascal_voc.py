@@ -82,13 +82,14 @@ class PascalSBDSource(SampleSource):
     Args:
         root: the ``VOC2012`` folder (its val list is what SBD images are excluded by).
         sbd_root: the SBD ``dataset`` folder (``img/``, ``inst/``, ``train.txt``, ``val.txt``).
+        split: the VOC part ('train' in the reference).
         buggy_mask_thresh: SBD's instance filter (0 keeps every instance, as IOG's loader).
     """
 
-    def __init__(self, root: str | Path, sbd_root: str | Path, buggy_mask_thresh: float = 0.0) -> None:
+    def __init__(self, root: str | Path, sbd_root: str | Path, split: str = "train", buggy_mask_thresh: float = 0.0) -> None:
         from iseg.data.sbd import SBDSource
 
-        self.voc = PascalVOCSource(root, "train")
+        self.voc = PascalVOCSource(root, split)
         voc_val = set(read_name_list(self.voc.root / "ImageSets" / "Segmentation" / "val.txt"))
         self.sbd = [SBDSource(sbd_root, split, buggy_mask_thresh) for split in ("train", "val")]
         self.items: list[tuple[SampleSource, int]] = [(self.voc, i) for i in range(len(self.voc))]
