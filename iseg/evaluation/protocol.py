@@ -24,7 +24,7 @@ import numpy as np
 
 from iseg.evaluation.distributed import gather_objects, shard_for_rank
 from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO, BoundaryMetrics, summarize_boundary
-from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize
+from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize, threshold_name
 from iseg.interaction.prompts import Prompt
 from iseg.interaction.robots import ClickRobot, Robot
 
@@ -40,6 +40,8 @@ class ProtocolConfig:
     boundary_metrics: bool = False
     dilation_ratio: float = DEFAULT_DILATION_RATIO
     thresholds: tuple[float, ...] | None = None
+    prob_thresholds: tuple[float, ...] | None = None
+    """Also record the IoU of ``probs > t`` for each t after every prompt (IOG's 0.1..0.9 table)."""
 
     def __post_init__(self) -> None:
         if self.max_clicks < 1:
@@ -48,6 +50,10 @@ class ProtocolConfig:
             raise ValueError(f"min_clicks must be >= 1, got {self.min_clicks}")
         if self.thresholds is not None:
             object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        if self.prob_thresholds is not None:
+            object.__setattr__(self, "prob_thresholds", tuple(float(t) for t in self.prob_thresholds))
+            if not all(0.0 <= t < 1.0 for t in self.prob_thresholds):
+                raise ValueError(f"prob_thresholds must lie in [0, 1), got {list(self.prob_thresholds)}")
 
     @property
     def noc_thresholds(self) -> list[float]:
@@ -63,6 +69,7 @@ class ProtocolConfig:
             "boundary_metrics": bool(self.boundary_metrics),
             "dilation_ratio": self.dilation_ratio,
             "thresholds": self.noc_thresholds,
+            **({"prob_thresholds": list(self.prob_thresholds)} if self.prob_thresholds is not None else {}),
         }
 
 
@@ -100,6 +107,8 @@ class SampleResult:
     inter_union: np.ndarray
     bious: np.ndarray | None = None
     assds: np.ndarray | None = None
+    threshold_ious: np.ndarray | None = None
+    """(K, T) float32: IoU of ``probs > t`` for each of the protocol's ``prob_thresholds``, after each prompt."""
 
 
 @dataclass
@@ -141,6 +150,7 @@ def evaluate_sample(
     counts: list[tuple[int, int]] = []
     bious: list[float] = []
     assds: list[float] = []
+    threshold_ious: list[list[float]] = []
     for k in range(1, settings.max_clicks + 1):
         probs = np.asarray(predictor.add(robot.next(pred_mask)))
         if probs.shape != gt.shape:
@@ -150,6 +160,8 @@ def evaluate_sample(
         value = iou_from_counts(intersection, union)
         ious.append(value)
         counts.append((intersection, union))
+        if settings.prob_thresholds is not None:
+            threshold_ious.append([iou_from_counts(*iou_counts(probs > t, gt)) for t in settings.prob_thresholds])
         if boundary is not None:
             bious.append(boundary.boundary_iou(pred_mask))
             assds.append(boundary.assd(pred_mask))
@@ -158,14 +170,26 @@ def evaluate_sample(
     result = SampleResult(robot.history, np.array(ious, dtype=np.float32), np.array(counts, dtype=np.int64))
     if boundary is not None:
         result.bious, result.assds = np.array(bious, dtype=np.float32), np.array(assds, dtype=np.float32)
+    if settings.prob_thresholds is not None:
+        result.threshold_ious = np.array(threshold_ious, dtype=np.float32).reshape(len(ious), -1)
     return result
 
 
 def summarize_samples(
-    samples: Sequence[SampleResult], thresholds: Sequence[float], max_clicks: int
+    samples: Sequence[SampleResult],
+    thresholds: Sequence[float],
+    max_clicks: int,
+    prob_thresholds: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """NoC/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them."""
+    """NoC/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them, plus
+    ``mIoU@k/th<t>`` (mean IoU of ``probs > t`` after prompt k, k = 1..3) with ``prob_thresholds``."""
     summary = summarize([s.ious for s in samples], thresholds, max_clicks)
+    if prob_thresholds is not None and all(s.threshold_ious is not None for s in samples):
+        shortest = min(len(s.threshold_ious) for s in samples)
+        for k in range(1, min(shortest, 3) + 1):
+            means = np.mean([s.threshold_ious[k - 1] for s in samples], axis=0)
+            for t, value in zip(prob_thresholds, means):
+                summary[f"mIoU@{k}/th{threshold_name(t)}"] = float(value)
     with_boundary = [s.bious is not None for s in samples]
     if all(with_boundary):
         summary.update(summarize_boundary([s.bious for s in samples], [s.assds for s in samples]))
@@ -196,7 +220,9 @@ class ProtocolRun:
         return [record.result for record in self.records]
 
     def dataset_result(self) -> DatasetResult:
-        summary = summarize_samples(self.samples, self.settings.noc_thresholds, self.settings.max_clicks)
+        summary = summarize_samples(
+            self.samples, self.settings.noc_thresholds, self.settings.max_clicks, self.settings.prob_thresholds
+        )
         return DatasetResult(self.samples, summary, self.seconds)
 
 

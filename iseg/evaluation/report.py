@@ -29,6 +29,7 @@ import numpy as np
 from iseg.evaluation.plots import held_iou_curve, plot_iou_curves
 from iseg.evaluation.visualize import interaction_panel
 from iseg.interaction.metrics import DEFAULT_MIOU_CLICKS, noc, noc_thresholds, threshold_name
+from iseg.interaction.prompts import Click
 
 if TYPE_CHECKING:
     from iseg.evaluation.runner import DatasetEvaluation
@@ -91,6 +92,7 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             for e in evaluations
         ]
         lines.extend(["", *_aligned(("dataset", "samples", *BOUNDARY_COLUMNS), boundary_rows)])
+    lines.extend(_threshold_table(evaluations))
     notes = _missing_metric_notes(evaluations)
     if has_boundary_metrics(evaluations):
         ratio = evaluations[0].protocol.get("dilation_ratio")
@@ -108,6 +110,23 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             lines.append(f"{evaluation.key}: {len(evaluation.exclusions)} excluded")
             lines.extend(f"  {name}: {reason}" for name, reason in evaluation.exclusions)
     return "\n".join(lines)
+
+
+def _threshold_table(evaluations: Sequence[DatasetEvaluation]) -> list[str]:
+    """IOG's table: mean IoU of ``probs > t`` after prompt k (k = 1: the box and inside point; k = 2, 3:
+    one and two correction clicks) for the protocol's ``prob_thresholds``; nothing without them."""
+    keys = [key for key in evaluations[0].summary if "/th" in key] if evaluations else []
+    if not keys:
+        return []
+    names = list(dict.fromkeys(key.split("/th")[1] for key in keys))
+    header = ("dataset", "prompts", *(f"IoU@{int(n) / 100:g}" for n in names))
+    rows = []
+    for evaluation in evaluations:
+        for k in (1, 2, 3):
+            values = [evaluation.summary.get(f"mIoU@{k}/th{n}") for n in names]
+            if all(v is not None for v in values):
+                rows.append([evaluation.key, str(k), *(f"{v:.4f}" for v in values)])
+    return ["", *_aligned(header, rows), "IoU@t: mean IoU of probabilities > t after prompt k (1: box + inside point; 2, 3: + correction clicks)"]
 
 
 def _missing_metric_notes(evaluations: Sequence[DatasetEvaluation]) -> list[str]:
@@ -162,7 +181,7 @@ def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str
             sample = {
                 "index": record.index,
                 "name": record.name,
-                "clicks": [[_coordinate(c.y), _coordinate(c.x), bool(c.is_positive)] for c in result.clicks],
+                "clicks": [_prompt_record(c) for c in result.clicks],
                 "ious": [float(v) for v in result.ious],
                 "inter_union": result.inter_union.tolist(),
                 "noc": {name: noc(result.ious, t, max_clicks) for name, t in thresholds},
@@ -190,6 +209,14 @@ def results_document(evaluations: Sequence[DatasetEvaluation], meta: Mapping[str
     return {**dict(meta), "datasets": datasets}
 
 
+def _prompt_record(prompt: Any) -> list | dict:
+    """A click as [y, x, is_positive]; another prompt (IOG's box + inside point) by type and anchor points."""
+    if isinstance(prompt, Click):
+        return [_coordinate(prompt.y), _coordinate(prompt.x), bool(prompt.is_positive)]
+    points = [[_coordinate(y), _coordinate(x)] for y, x in prompt.anchor_points()]
+    return {"prompt": type(prompt).__name__, "points": points, "is_positive": bool(prompt.is_positive)}
+
+
 def _coordinate(value: float) -> int | float:
     """Protocol clicks are integer pixels: written as ints, any other value as a float."""
     return int(value) if float(value).is_integer() else float(value)
@@ -213,7 +240,8 @@ def write_per_click_csv(evaluations: Sequence[DatasetEvaluation], path: Path) ->
                 result = record.result
                 steps = zip(result.clicks, result.ious, result.inter_union)
                 for k, (click, iou, (inter, union)) in enumerate(steps, 1):
-                    row = [evaluation.key, record.index, record.name, k, click.y, click.x, int(click.is_positive),
+                    y, x = click.anchor_points()[-1]  # a click's point (IOG's first prompt: its inside point)
+                    row = [evaluation.key, record.index, record.name, k, y, x, int(click.is_positive),
                            repr(float(iou)), int(inter), int(union)]
                     if boundary:
                         row += [repr(float(result.bious[k - 1])), repr(float(result.assds[k - 1]))]

@@ -19,10 +19,11 @@ def draw_clicks(image: np.ndarray, clicks: Sequence[Click], radius: int | None =
     if radius is None:
         radius = max(3, round(min(image.shape[:2]) / 60))
     for click in clicks:
-        center = (int(round(click.x)), int(round(click.y)))
         color = POSITIVE_COLOR if click.is_positive else NEGATIVE_COLOR
-        cv2.circle(canvas, center, radius, color, thickness=-1, lineType=cv2.LINE_AA)
-        cv2.circle(canvas, center, radius, (255, 255, 255), thickness=1, lineType=cv2.LINE_AA)
+        for y, x in click.anchor_points():  # a click's point; a box's corners (and IOG's inside point)
+            center = (int(round(x)), int(round(y)))
+            cv2.circle(canvas, center, radius, color, thickness=-1, lineType=cv2.LINE_AA)
+            cv2.circle(canvas, center, radius, (255, 255, 255), thickness=1, lineType=cv2.LINE_AA)
     return canvas
 
 
