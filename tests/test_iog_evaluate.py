@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from iseg.evaluation.protocol import ProtocolConfig, Sample, evaluate_sample, run_protocol
+from iseg.evaluation.protocol import (
+    ProtocolConfig,
+    Sample,
+    evaluate_sample,
+    run_protocol,
+)
 from iseg.evaluation.report import _threshold_table
 from iseg.inference.box_crop import BoxCrop
 from iseg.inference.predictor import Predictor

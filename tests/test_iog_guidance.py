@@ -13,7 +13,12 @@ from iseg.inference.box_crop import BoxCrop, byte_scaled
 from iseg.inference.predictor import Predictor
 from iseg.inference.zoom_in import crop_resize, paste_resized
 from iseg.interaction.encoders import make_encoder
-from iseg.interaction.iog_guidance import add_click, guidance_heatmaps, mask_points, refinement_click
+from iseg.interaction.iog_guidance import (
+    add_click,
+    guidance_heatmaps,
+    mask_points,
+    refinement_click,
+)
 from iseg.interaction.iog_robot import IOGRobot
 from iseg.interaction.metrics import iou
 from iseg.interaction.prompts import Box, Click, InsideOutside

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from iseg.inference.zoom_in import crop_resize
-from iseg.interaction.iog_guidance import LabelRule, check_label_rule, inside_point, refinement_click
+from iseg.interaction.iog_guidance import (
+    LabelRule,
+    check_label_rule,
+    inside_point,
+    refinement_click,
+)
 from iseg.interaction.prompts import Box, Click, InsideOutside, Prompt
 
 

@@ -26,8 +26,8 @@ from iseg.evaluation.protocol import ProtocolConfig
 from iseg.inference.views import View
 from iseg.interaction.iog_robot import IOGRobot
 from iseg.losses import LossTerm
-from iseg.methods.iog_losses import refinement_loss
 from iseg.methods.interactive import InteractiveModule
+from iseg.methods.iog_losses import refinement_loss
 from iseg.models.inputs import NetInputs
 
 

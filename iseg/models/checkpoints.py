@@ -458,6 +458,7 @@ register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
 register_checkpoint_format(FbrsStateDictFormat())
 
-from iseg.models.iog.checkpoint import IogStateDictFormat  # noqa: E402  (needs the helpers above)
+# the IOG format module needs the helpers above, so it is imported last
+from iseg.models.iog.checkpoint import IogStateDictFormat
 
 register_checkpoint_format(IogStateDictFormat())

@@ -13,7 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from iseg.models.checkpoints import CheckpointError, describe_architecture, load_state_dict_strict
+from iseg.models.checkpoints import (
+    CheckpointError,
+    describe_architecture,
+    load_state_dict_strict,
+)
 
 
 def fill_num_batches_tracked(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

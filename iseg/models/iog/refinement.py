@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iseg.interaction.iog_guidance import LabelRule, add_click, check_label_rule, refinement_click
+from iseg.interaction.iog_guidance import (
+    LabelRule,
+    add_click,
+    check_label_rule,
+    refinement_click,
+)
 from iseg.models.iog.network import IOGNetwork, PSPModule, reference_init_
 
 
