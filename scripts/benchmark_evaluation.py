@@ -64,7 +64,8 @@ def results_digest(evaluation: DatasetEvaluation) -> str:
     """Short hash of every sample's clicks (position, sign) and (intersection, union) after each."""
     digest = hashlib.sha1()
     for record in evaluation.records:
-        digest.update(repr([(c.y, c.x, c.is_positive) for c in record.result.clicks]).encode())
+        prompts = [(c.y, c.x, c.is_positive) if hasattr(c, "y") else (c.anchor_points(), c.is_positive) for c in record.result.clicks]
+        digest.update(repr(prompts).encode())
         digest.update(repr(record.result.inter_union.tolist()).encode())
     return digest.hexdigest()[:12]
 

@@ -93,3 +93,25 @@ def test_iog_paper_experiment_composes(tmp_path):
     assert cfg.data.train_dataset.sampler.size == [512, 512] and cfg.data.train_dataset.augmentation._target_.endswith("iog_train_augmentator")
     refine = compose_train_config(tmp_path, ["experiment=iog_resnet101_pascal_sbd", "model=iog_refinement_resnet101"], tiny=False)
     assert refine.data.batch_size == 2 and refine.model.losses.coarse4.weight == 2.0 and refine.model.num_rounds == 2
+
+
+def test_refinement_network_reuses_the_backbone_for_the_same_crop():
+    """Correction clicks on one crop: eval/no-grad forwards reuse the backbone features, with equal outputs."""
+    import torch
+
+    from iseg.models.iog import IOGRefinementNetwork
+
+    torch.manual_seed(0)
+    net = IOGRefinementNetwork(output_size=(64, 64)).eval()
+    image, guidance = torch.rand(1, 5, 64, 64) * 255, torch.rand(1, 2, 64, 64) * 255
+    calls = []
+    net.backbone.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        first = net(image, guidance)["instances"]
+        second = net(image, guidance.flip(-1))["instances"]
+        reference = net.named_outputs(net.round_maps(net.backbone(image), guidance.flip(-1)))["instances"]
+        net(image + 1, guidance)  # another image: computed again
+    assert len(calls) == 3 and torch.equal(second, reference) and not torch.equal(first, second)
+    net.train()
+    net(image.repeat(2, 1, 1, 1), guidance.repeat(2, 1, 1, 1))["instances"].sum().backward()  # training: no cache, gradients reach the backbone
+    assert net.backbone.conv1.weight.grad is not None and len(calls) == 4

@@ -81,7 +81,22 @@ class IOGRefinementNetwork(IOGNetwork):
         return self.heads(features, torch.cat((features[3], self.iog_points(guidance)), 1))
 
     def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.named_outputs(self.round_maps(self.backbone(image), guidance))
+        return self.named_outputs(self.round_maps(self.backbone_features(image), guidance))
+
+    def backbone_features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The backbone's features; in eval mode without gradients they are kept for the last image, so a
+        correction click on the same crop re-runs only the guidance branch and the heads (as the reference's
+        rounds do). The image is compared by value, so a new image is never served stale features."""
+        if self.training or torch.is_grad_enabled():
+            self._cached_backbone = None
+            return self.backbone(image)
+        cached = getattr(self, "_cached_backbone", None)
+        if cached is not None and cached[0].shape == image.shape and cached[0].device == image.device:
+            if torch.equal(cached[0], image):
+                return cached[1]
+        features = self.backbone(image)
+        self._cached_backbone = (image.detach().clone(), features)
+        return features
 
     def default_inputs(self):
         from iseg.models.iog.inputs import IOGRefinementInputs
