@@ -7,6 +7,7 @@
     python scripts/benchmark_evaluation.py FCFI_CHECKPOINT --fcfi --dataset grabcut --root ../shared/data/GrabCut
     python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.views.flip=null
     python scripts/benchmark_evaluation.py FBRS_CHECKPOINT --refiner fbrs_b --dataset grabcut --root ...
+    python scripts/benchmark_evaluation.py IOG_CHECKPOINT --predictor iog --override robot=iog --max-clicks 3 --target-iou 1.01 ...
 
 Settings come from the evaluation configs (conf/eval, as evaluate.py composes them): ``--predictor``
 names the conf/eval/predictor file (ritm by default); ``--fcfi`` is ``--predictor fcfi_h18s``
@@ -63,7 +64,8 @@ def results_digest(evaluation: DatasetEvaluation) -> str:
     """Short hash of every sample's clicks (position, sign) and (intersection, union) after each."""
     digest = hashlib.sha1()
     for record in evaluation.records:
-        digest.update(repr([(c.y, c.x, c.is_positive) for c in record.result.clicks]).encode())
+        prompts = [(c.y, c.x, c.is_positive) if hasattr(c, "y") else (c.anchor_points(), c.is_positive) for c in record.result.clicks]
+        digest.update(repr(prompts).encode())
         digest.update(repr(record.result.inter_union.tolist()).encode())
     return digest.hexdigest()[:12]
 
@@ -116,7 +118,7 @@ def main() -> None:
         net,
         {args.dataset: args.root},
         OmegaConf.to_container(cfg.predictor, resolve=True),
-        predictor_per_dataset=OmegaConf.to_container(cfg.predictor_per_dataset, resolve=True),
+        predictor_per_dataset=OmegaConf.to_container(cfg.predictor_per_dataset or OmegaConf.create({}), resolve=True),
         protocol=instantiate(cfg.protocol),
         robot=instantiate(cfg.robot),
         device=device,

@@ -29,7 +29,7 @@ import numpy as np
 
 from iseg.evaluation.distributed import gather_objects, shard_for_rank
 from iseg.interaction.boundary_metrics import DEFAULT_DILATION_RATIO, BoundaryMetrics, summarize_boundary
-from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize
+from iseg.interaction.metrics import iou_counts, iou_from_counts, noc_thresholds, summarize, threshold_name
 from iseg.interaction.prompts import Prompt
 from iseg.interaction.robots import ClickRobot, Robot, next_round
 
@@ -49,6 +49,8 @@ class ProtocolConfig:
     dilation_ratio: float = DEFAULT_DILATION_RATIO
     thresholds: tuple[float, ...] | None = None
     unit: str = "click"
+    prob_thresholds: tuple[float, ...] | None = None
+    """Also record the IoU of ``probs > t`` for each t after every prompt (IOG's 0.1..0.9 table)."""
 
     def __post_init__(self) -> None:
         if self.unit not in COUNT_NAMES:
@@ -59,6 +61,10 @@ class ProtocolConfig:
             raise ValueError(f"min_clicks must be >= 1, got {self.min_clicks}")
         if self.thresholds is not None:
             object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        if self.prob_thresholds is not None:
+            object.__setattr__(self, "prob_thresholds", tuple(float(t) for t in self.prob_thresholds))
+            if not all(0.0 <= t < 1.0 for t in self.prob_thresholds):
+                raise ValueError(f"prob_thresholds must lie in [0, 1), got {list(self.prob_thresholds)}")
 
     @property
     def count_name(self) -> str:
@@ -81,6 +87,7 @@ class ProtocolConfig:
             "thresholds": self.noc_thresholds,
             "unit": self.unit,
             "count_name": self.count_name,
+            **({"prob_thresholds": list(self.prob_thresholds)} if self.prob_thresholds is not None else {}),
         }
 
 
@@ -127,6 +134,8 @@ class SampleResult:
         sizes = self.round_sizes if self.round_sizes is not None else [1] * len(self.clicks)
         ends = np.cumsum([0, *sizes])
         return [list(self.clicks[a:b]) for a, b in itertools.pairwise(ends)]
+    threshold_ious: np.ndarray | None = None
+    """(K, T) float32: IoU of ``probs > t`` for each of the protocol's ``prob_thresholds``, after each prompt."""
 
 
 @dataclass
@@ -169,6 +178,7 @@ def evaluate_sample(
     bious: list[float] = []
     assds: list[float] = []
     sizes: list[int] = []
+    threshold_ious: list[list[float]] = []
     for k in range(1, settings.max_clicks + 1):
         prompts = next_round(robot, pred_mask)
         for prompt in prompts:
@@ -183,6 +193,8 @@ def evaluate_sample(
         value = iou_from_counts(intersection, union)
         ious.append(value)
         counts.append((intersection, union))
+        if settings.prob_thresholds is not None:
+            threshold_ious.append([iou_from_counts(*iou_counts(probs > t, gt)) for t in settings.prob_thresholds])
         if boundary is not None:
             bious.append(boundary.boundary_iou(pred_mask))
             assds.append(boundary.assd(pred_mask))
@@ -193,14 +205,27 @@ def evaluate_sample(
         result.round_sizes = sizes
     if boundary is not None:
         result.bious, result.assds = np.array(bious, dtype=np.float32), np.array(assds, dtype=np.float32)
+    if settings.prob_thresholds is not None:
+        result.threshold_ious = np.array(threshold_ious, dtype=np.float32).reshape(len(ious), -1)
     return result
 
 
 def summarize_samples(
-    samples: Sequence[SampleResult], thresholds: Sequence[float], max_clicks: int, count_name: str = "NoC"
+    samples: Sequence[SampleResult],
+    thresholds: Sequence[float],
+    max_clicks: int,
+    count_name: str = "NoC",
+    prob_thresholds: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """NoC (or NoS)/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them."""
+    """NoC (or NoS)/NoF/mIoU@k of the samples, plus mBIoU@k and ASSD@k when every sample has them, plus
+    ``mIoU@k/th<t>`` (mean IoU of ``probs > t`` after prompt k, k = 1..3) with ``prob_thresholds``."""
     summary = summarize([s.ious for s in samples], thresholds, max_clicks, count_name=count_name)
+    if prob_thresholds is not None and all(s.threshold_ious is not None for s in samples):
+        shortest = min(len(s.threshold_ious) for s in samples)
+        for k in range(1, min(shortest, 3) + 1):
+            means = np.mean([s.threshold_ious[k - 1] for s in samples], axis=0)
+            for t, value in zip(prob_thresholds, means):
+                summary[f"mIoU@{k}/th{threshold_name(t)}"] = float(value)
     with_boundary = [s.bious is not None for s in samples]
     if all(with_boundary):
         summary.update(summarize_boundary([s.bious for s in samples], [s.assds for s in samples]))
@@ -234,7 +259,9 @@ class ProtocolRun:
 
     def dataset_result(self) -> DatasetResult:
         settings = self.settings
-        summary = summarize_samples(self.samples, settings.noc_thresholds, settings.max_clicks, settings.count_name)
+        summary = summarize_samples(
+            self.samples, settings.noc_thresholds, settings.max_clicks, settings.count_name, settings.prob_thresholds
+        )
         return DatasetResult(self.samples, summary, self.seconds)
 
 

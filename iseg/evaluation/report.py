@@ -29,6 +29,7 @@ import numpy as np
 from iseg.evaluation.plots import held_iou_curve, plot_iou_curves
 from iseg.evaluation.visualize import interaction_panel
 from iseg.interaction.metrics import DEFAULT_MIOU_CLICKS, noc, noc_thresholds, threshold_name
+from iseg.interaction.prompts import Click
 
 if TYPE_CHECKING:
     from iseg.evaluation.runner import DatasetEvaluation
@@ -114,6 +115,7 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             for e in evaluations
         ]
         lines.extend(["", *_aligned(("dataset", "samples", *BOUNDARY_COLUMNS), boundary_rows)])
+    lines.extend(_threshold_table(evaluations))
     notes = _missing_metric_notes(evaluations)
     if has_boundary_metrics(evaluations):
         ratio = evaluations[0].protocol.get("dilation_ratio")
@@ -138,6 +140,23 @@ def format_table(evaluations: Sequence[DatasetEvaluation], title: str = "") -> s
             lines.append(f"{evaluation.key}: {len(evaluation.exclusions)} excluded")
             lines.extend(f"  {name}: {reason}" for name, reason in evaluation.exclusions)
     return "\n".join(lines)
+
+
+def _threshold_table(evaluations: Sequence[DatasetEvaluation]) -> list[str]:
+    """IOG's table: mean IoU of ``probs > t`` after prompt k (k = 1: the box and inside point; k = 2, 3:
+    one and two correction clicks) for the protocol's ``prob_thresholds``; nothing without them."""
+    keys = [key for key in evaluations[0].summary if "/th" in key] if evaluations else []
+    if not keys:
+        return []
+    names = list(dict.fromkeys(key.split("/th")[1] for key in keys))
+    header = ("dataset", "prompts", *(f"IoU@{int(n) / 100:g}" for n in names))
+    rows = []
+    for evaluation in evaluations:
+        for k in (1, 2, 3):
+            values = [evaluation.summary.get(f"mIoU@{k}/th{n}") for n in names]
+            if all(v is not None for v in values):
+                rows.append([evaluation.key, str(k), *(f"{v:.4f}" for v in values)])
+    return ["", *_aligned(header, rows), "IoU@t: mean IoU of probabilities > t after prompt k (1: box + inside point; 2, 3: + correction clicks)"]
 
 
 def _missing_metric_notes(evaluations: Sequence[DatasetEvaluation]) -> list[str]:

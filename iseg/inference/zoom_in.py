@@ -80,6 +80,47 @@ def roi_output_size(box: Box, target_size: int | tuple[int, int]) -> tuple[int, 
     return int(round(height * scale)), int(round(width * scale))
 
 
+def crop_resize(
+    image: torch.Tensor,
+    box: Box,
+    size: tuple[int, int],
+    mode: str = "bilinear",
+    align_corners: bool | None = True,
+) -> torch.Tensor:
+    """The (B, C, H, W) pixels of an inclusive ``box`` resized to ``size``; parts of the box outside the
+    image are zeros (IOG's zero padding), so a box may reach past the image borders."""
+    rmin, rmax, cmin, cmax = box
+    height, width = int(image.shape[2]), int(image.shape[3])
+    if rmin >= 0 and cmin >= 0 and rmax < height and cmax < width:
+        region = image[:, :, rmin : rmax + 1, cmin : cmax + 1]
+    else:
+        region = image.new_zeros((*image.shape[:2], rmax - rmin + 1, cmax - cmin + 1))
+        r0, r1, c0, c1 = max(rmin, 0), min(rmax, height - 1), max(cmin, 0), min(cmax, width - 1)
+        if r0 <= r1 and c0 <= c1:
+            region[:, :, r0 - rmin : r1 - rmin + 1, c0 - cmin : c1 - cmin + 1] = image[:, :, r0 : r1 + 1, c0 : c1 + 1]
+    return F.interpolate(region, size=size, mode=mode, align_corners=align_corners)
+
+
+def paste_resized(
+    crop: torch.Tensor,
+    box: Box,
+    full: torch.Tensor | tuple[int, int],
+    mode: str = "bilinear",
+    align_corners: bool | None = True,
+) -> torch.Tensor:
+    """``crop`` (B, C, h, w) resized to the inclusive ``box`` and written into ``full`` (a map, or the
+    (H, W) of an all-zero one); the part of the box outside the map is dropped."""
+    rmin, rmax, cmin, cmax = box
+    resized = F.interpolate(crop, size=(rmax - rmin + 1, cmax - cmin + 1), mode=mode, align_corners=align_corners)
+    if not isinstance(full, torch.Tensor):
+        full = crop.new_zeros((*crop.shape[:2], *full))
+    height, width = int(full.shape[2]), int(full.shape[3])
+    r0, r1, c0, c1 = max(rmin, 0), min(rmax, height - 1), max(cmin, 0), min(cmax, width - 1)
+    if r0 <= r1 and c0 <= c1:
+        full[:, :, r0 : r1 + 1, c0 : c1 + 1] = resized[:, :, r0 - rmin : r1 - rmin + 1, c0 - cmin : c1 - cmin + 1]
+    return full
+
+
 @dataclass(frozen=True)
 class ZoomInState:
     """Everything ``ZoomIn`` carries between clicks; restoring it is what makes undo exact."""
@@ -212,9 +253,7 @@ class ZoomIn(View):
 
         rmin, rmax, cmin, cmax = self._object_roi
         self._roi_shape = roi_output_size(self._object_roi, self.target_size)
-        crop = F.interpolate(
-            image[:, :, rmin : rmax + 1, cmin : cmax + 1], size=self._roi_shape, mode="bilinear", align_corners=True
-        )
+        crop = crop_resize(image, self._object_roi, self._roi_shape)
         roi_size = (rmax - rmin + 1, cmax - cmin + 1)
         crop_size = self._roi_shape
 
@@ -231,12 +270,11 @@ class ZoomIn(View):
             return probs
         if probs.shape[0] != 1:
             raise ValueError(f"ZoomIn works on one image, got probabilities of shape {tuple(probs.shape)}")
-        rmin, rmax, cmin, cmax = self._object_roi
-        probs = F.interpolate(probs, size=(rmax - rmin + 1, cmax - cmin + 1), mode="bilinear", align_corners=True)
         if self._prev_probs is not None:
-            full = probs.new_zeros(self._prev_probs.shape)
-            full[:, :, rmin : rmax + 1, cmin : cmax + 1] = probs
-            probs = full
+            probs = paste_resized(probs, self._object_roi, tuple(self._prev_probs.shape[2:]))
+        else:
+            rmin, rmax, cmin, cmax = self._object_roi
+            probs = F.interpolate(probs, size=(rmax - rmin + 1, cmax - cmin + 1), mode="bilinear", align_corners=True)
         self._prev_probs = probs
         return probs
 

@@ -3,7 +3,7 @@
 from iseg.interaction.clicks import clicks_to_points, points_to_clicks
 from iseg.interaction.encoders import PromptEncoder, make_encoder, register_encoder
 from iseg.interaction.encoding import ClickEncoder, encode_clicks
-from iseg.interaction.prompts import Box, Click, Prompt, Scribble
+from iseg.interaction.prompts import Box, Click, InsideOutside, Prompt, Scribble
 from iseg.interaction.robots import ClickRobot, Robot
 from iseg.interaction.scribble_encoding import ScribbleMapsEncoder
 
@@ -12,6 +12,7 @@ __all__ = [
     "Click",
     "ClickEncoder",
     "ClickRobot",
+    "InsideOutside",
     "Prompt",
     "PromptEncoder",
     "Robot",

@@ -148,6 +148,53 @@ class Box:
         return self
 
 
+def box_from_corners(corners: Sequence[tuple[float, float]]) -> Box:
+    """The box spanned by two opposite corners or by four corners, each (y, x), in any order."""
+    if len(corners) not in (2, 4):
+        raise ValueError(f"a box needs 2 opposite corners or 4 corners as (y, x), got {len(corners)}: {list(corners)}")
+    ys, xs = [float(y) for y, _ in corners], [float(x) for _, x in corners]
+    return Box(min(ys), min(xs), max(ys), max(xs))
+
+
+@dataclass(frozen=True)
+class InsideOutside:
+    """IOG's prompt: a box around the object (its corners are the outside guidance) and one point on
+    the object (the inside guidance). Refused when the box has zero area or the point leaves the box."""
+
+    box: Box
+    inside: Click
+
+    def __post_init__(self) -> None:
+        box, point = self.box, self.inside
+        if box.y1 - box.y0 <= 0 or box.x1 - box.x0 <= 0:
+            raise ValueError(
+                f"the box (y0={box.y0:g}, x0={box.x0:g}, y1={box.y1:g}, x1={box.x1:g}) has zero area: "
+                "give two opposite corners"
+            )
+        if not (box.y0 <= point.y <= box.y1 and box.x0 <= point.x <= box.x1):
+            raise ValueError(
+                f"the inside point (y={point.y:g}, x={point.x:g}) lies outside the box "
+                f"(y0={box.y0:g}, x0={box.x0:g}, y1={box.y1:g}, x1={box.x1:g})"
+            )
+        if not point.is_positive:
+            raise ValueError(f"the inside point must be positive, got {point!r}")
+
+    @classmethod
+    def from_corners(cls, corners: Sequence[tuple[float, float]], inside: tuple[float, float]) -> InsideOutside:
+        """From 2 or 4 box corners and the inside point, all (y, x)."""
+        return cls(box_from_corners(corners), Click(float(inside[0]), float(inside[1]), True))
+
+    @property
+    def is_positive(self) -> bool:
+        return True
+
+    def map(self, fn: PointMap) -> InsideOutside:
+        return InsideOutside(self.box.map(fn), self.inside.map(fn))
+
+    def anchor_points(self) -> list[tuple[float, float]]:
+        return [*self.box.anchor_points(), *self.inside.anchor_points()]
+
+
 def map_prompts(prompts: Sequence[Prompt], fn: PointMap) -> list[Prompt]:
     """Every prompt of a list moved by ``fn``."""
     return [prompt.map(fn) for prompt in prompts]

@@ -211,7 +211,9 @@ class InteractiveModule(L.LightningModule):
         for listener in listeners:
             listener.on_protocol_start(self.trainer, self, share)
         try:
-            run = run_protocol(predictor, items, protocol, rank=self.global_rank, world_size=world_size, on_record=on_record)
+            run = run_protocol(
+                predictor, items, protocol, self.protocol_robot(), rank=self.global_rank, world_size=world_size, on_record=on_record
+            )
         finally:
             self.net.train(was_training)
         self.logged_samples = kept
@@ -219,6 +221,10 @@ class InteractiveModule(L.LightningModule):
         for listener in listeners:
             listener.on_protocol_end(self.trainer, self, metrics, done, share)
         return metrics
+
+    def protocol_robot(self) -> Any:
+        """The protocol's simulated user (None: the standard click robot); a method with other prompts overrides it."""
+        return None
 
     def _protocol_listeners(self) -> list[Any]:
         """The trainer's callbacks that follow the protocol (``on_protocol_start/record/end``)."""

@@ -501,3 +501,8 @@ register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
 register_checkpoint_format(FbrsStateDictFormat())
 register_checkpoint_format(S2MStateDictFormat())
+
+# the IOG format module needs the helpers above, so it is imported last
+from iseg.models.iog.checkpoint import IogStateDictFormat
+
+register_checkpoint_format(IogStateDictFormat())
