@@ -155,8 +155,10 @@ class Predictor:
         output = outputs["instances"]
         if output.shape[-2:] != frame.image.shape[-2:]:
             output = F.interpolate(output, size=frame.image.shape[-2:], mode="bilinear", align_corners=True)
-        is_logits = True
+        is_logits = self.inputs.output_space == "logits"
         for view in reversed(self.views.values()):
+            if view.output_space == "logits" and not is_logits:
+                raise ValueError(f"view {type(view).__name__} works on logits, but this network gives probabilities")
             if view.output_space == "probs" and is_logits:
                 output, is_logits = torch.sigmoid(output), False
             output = view.inverse(output)

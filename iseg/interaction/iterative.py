@@ -54,7 +54,7 @@ def simulate_iterative_clicks(
         with torch.no_grad():
             for i in range(1, num_iters + 1):
                 outputs = net(**inputs(images, prev_output, prompts, step=i - 1, training=True))
-                prev_output = torch.sigmoid(outputs["instances"])
+                prev_output = inputs.probabilities(outputs)
                 clicks = sample_next_clicks(prev_output, gt, rng, pred_thresh)
                 prompts = inputs.add_clicks(prompts, clicks, prev_output, i)
     finally:
