@@ -22,7 +22,7 @@ class WSConv2d(nn.Conv2d):
         weight = self.weight
         mean = weight.mean(dim=1, keepdim=True).mean(dim=2, keepdim=True).mean(dim=3, keepdim=True)
         weight = weight - mean
-        std = torch.sqrt(torch.var(weight.view(weight.size(0), -1), dim=1) + 1e-12).view(-1, 1, 1, 1) + 1e-5
+        std = torch.sqrt(torch.var(weight.reshape(weight.size(0), -1), dim=1) + 1e-12).view(-1, 1, 1, 1) + 1e-5
         return weight / std.expand_as(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
