@@ -45,7 +45,7 @@ def test_official_checkpoint_reproduces_reference_forward(official_file: Path, o
             probes=True,
         )
     for key, ref, tol in (
-        ("raw", "probe_conv_up4_raw", 1e-4),
+        ("instances_raw", "probe_conv_up4_raw", 1e-4),
         ("guide", "probe_guide", 1e-4),
         ("pred_before_gf", "probe_pred_before_gf", 1e-4),
         ("instances", "alpha", 5e-4),

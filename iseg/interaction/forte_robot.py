@@ -18,8 +18,11 @@ does not depend on the thread count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+import torch
 from scipy import ndimage
 
 from iseg.interaction.next_click import validate_gt
@@ -87,3 +90,25 @@ class ForteClickRobot:
     @property
     def history(self) -> list[Click]:
         return list(self._clicks)
+
+
+def forte_training_clicks(
+    pred_probs: torch.Tensor, gt: torch.Tensor, rng: object = None, pred_thresh: float = 0.49
+) -> Sequence[Click | None]:
+    """The robot's rule as the training simulation's click rule (``InteractiveModule(click_rule=...)``).
+
+    ``pred_probs`` and ``gt`` are (B, 1, H, W); labels 1 / 0 / -1 (ignore). Deterministic (``rng``
+    is unused). A sample without any error gets no click (None) rather than the evaluation's
+    bottom-right background click. Our reading of the paper's interactive training, whose code
+    was not released.
+    """
+    if pred_probs.dim() != 4 or pred_probs.shape[1] != 1 or gt.shape != pred_probs.shape:
+        raise ValueError(f"pred_probs and gt must both be (B, 1, H, W), got {tuple(pred_probs.shape)} and {tuple(gt.shape)}")
+    masks = (pred_probs.detach().float().cpu().numpy()[:, 0]) > pred_thresh
+    labels = gt.detach().cpu().numpy()[:, 0]
+    clicks: list[Click | None] = []
+    for mask, label in zip(masks, labels):
+        region, is_positive = largest_error_region(mask, np.rint(label).astype(np.int8))
+        position = deepest_pixel(region)
+        clicks.append(None if position is None else Click(float(position[0]), float(position[1]), is_positive))
+    return clicks

@@ -98,14 +98,13 @@ class InteractiveDecoder(nn.Module):
         x = _up2(self.conv_up3(torch.cat((x, conv1_out, usr_2), 1)))
         raw = self.conv_up4(torch.cat((x, image, click_maps), 1))
         pred = force_clicks(raw.clamp(0, 1), trimap)
-        outputs = {"alpha": pred}
+        outputs = {"alpha": pred, "alpha_raw": raw}
         if self.use_guided_filter:
             guide = self.guided_map_conv2(F.relu(self.guided_map_conv1(torch.cat((image, click_maps[:, ::3]), 1))))
             outputs["alpha"] = self.guided_filter(guide, pred).clamp(0, 1)
             if probes:
                 outputs["guide"] = guide
         if probes:
-            outputs["raw"] = raw
             outputs["pred_before_gf"] = pred
         return outputs
 

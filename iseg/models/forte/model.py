@@ -23,23 +23,44 @@ from iseg.models.layers import ImageNormalize
 
 class ForteNet(nn.Module):
     """forward(image in [0, 1], click maps (B, 6, H, W), previous alpha (B, 1, H, W), trimap (B, 2, H, W))
-    -> ``{'instances': alpha (B, 1, H, W) in [0, 1]}``.
+    -> ``{'instances': alpha (B, 1, H, W) in [0, 1], 'instances_raw': the last conv's output before
+    the clamp}`` (+ ``guide`` and ``pred_before_gf`` with ``probes=True``).
 
     ``image`` is plain RGB in [0, 1]: the ImageNet normalisation is done here (no state-dict entry).
     H and W must be multiples of 8 and larger than 5 (the guided filter's window).
 
     Args:
         guided_filter: the guided-filter output layer (the released model has it).
-        backbone_lr_mult: learning-rate multiplier of the encoder (1.0: the reference trains from
-            scratch-initialised input channels and gives no multiplier; ours to choose).
+        backbone_lr_mult: learning-rate multiplier of the encoder (no training code was released;
+            ours to choose).
+        maps_scale_init: scale of the initial ``encoder.conv1`` weights of the six click-map
+            channels. The reference adds these channels to ImageNet weights as zeros (0.0); from
+            scratch (recipe/synthetic) 1.0 keeps the default initialisation.
     """
 
-    def __init__(self, guided_filter: bool = True, backbone_lr_mult: float = 1.0):
+    def __init__(self, guided_filter: bool = True, backbone_lr_mult: float = 1.0, maps_scale_init: float = 1.0):
         super().__init__()
         self.normalization = ImageNormalize()
         self.encoder = DilatedResNet50GNWS(in_channels=3 + NUM_CLICK_MAPS)
         self.decoder = InteractiveDecoder(guided_filter=guided_filter)
         self.backbone_lr_mult = backbone_lr_mult
+        self.reset_parameters(maps_scale_init)
+
+    @torch.no_grad()
+    def reset_parameters(self, maps_scale_init: float = 1.0) -> None:
+        """Kaiming-normal convolutions (encoder: fan-out, as torchvision ResNets; decoder: fan-in, as
+        the reference's ``weights_init``), GroupNorm to identity, conv1's click channels scaled."""
+        for prefix, module in (("encoder", self.encoder), ("decoder", self.decoder)):
+            mode = "fan_out" if prefix == "encoder" else "fan_in"
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+                    if m.bias is not None:
+                        m.bias.zero_()
+                elif isinstance(m, nn.GroupNorm):
+                    m.weight.fill_(1.0)
+                    m.bias.zero_()
+        self.encoder.conv1.weight[:, 3:] *= maps_scale_init
 
     def forward(
         self,
@@ -54,6 +75,7 @@ class ForteNet(nn.Module):
         features = self.encoder(torch.cat((normalized, click_maps), 1))
         outputs = self.decoder(features, click_maps, prev_alpha, trimap, probes=probes)
         outputs["instances"] = outputs.pop("alpha")
+        outputs["instances_raw"] = outputs.pop("alpha_raw")
         return outputs
 
     def default_inputs(self):
