@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 
 from iseg.interaction.clicks import clicks_to_points
-from iseg.interaction.forte_robot import forte_next_click, forte_training_clicks
+from iseg.interaction.forte_robot import ForteClickRobot, forte_next_click, forte_training_clicks
 from iseg.interaction.iterative import simulate_iterative_clicks
 from iseg.interaction.prompts import Click
 from iseg.models.forte import ForteNet
@@ -100,6 +100,7 @@ def test_model_config_selects_forte_parts(tmp_path) -> None:
     assert [t.output for t in losses.values()] == ["instances", "instances_raw"]
     assert instantiate(cfg.model.click_rule).func is forte_training_clicks
     assert list(cfg.model.validation_views) == ["forte_demo"]
+    assert isinstance(instantiate(cfg.model.validation_robot), ForteClickRobot) and cfg.model.protocol.pred_thr < 0.5
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 from iseg.interaction.clicks import clicks_to_points, points_to_clicks
 from iseg.interaction.encoders import PromptEncoder, make_encoder, register_encoder
 from iseg.interaction.encoding import ClickEncoder, encode_clicks
+from iseg.interaction.forte_clicks import ForteClickEncoder  # registers "forte_click_pixels"
+from iseg.interaction.forte_robot import ForteClickRobot
 from iseg.interaction.prompts import Box, Click, Prompt, Scribble
 from iseg.interaction.robots import ClickRobot, Robot
 
@@ -11,6 +13,8 @@ __all__ = [
     "Click",
     "ClickEncoder",
     "ClickRobot",
+    "ForteClickEncoder",
+    "ForteClickRobot",
     "Prompt",
     "PromptEncoder",
     "Robot",

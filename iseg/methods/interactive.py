@@ -30,6 +30,7 @@ from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_p
 from iseg.inference.predictor import Predictor
 from iseg.inference.views import View
 from iseg.interaction.iterative import ClickRule, simulate_iterative_clicks
+from iseg.interaction.robots import Robot
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
 from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
@@ -53,6 +54,7 @@ class InteractiveModule(L.LightningModule):
         loss_check: raise on a non-finite loss instead of training on.
         click_rule: how a simulated pass places its click (None: RITM's random rule; Forte et al.:
             :func:`~iseg.interaction.forte_robot.forte_training_clicks`).
+        validation_robot: the validation protocol's simulated user (None: the standard clicker).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class InteractiveModule(L.LightningModule):
         num_logged_samples: int = 4,
         loss_check: bool = True,
         click_rule: ClickRule | None = None,
+        validation_robot: Robot | None = None,
     ):
         super().__init__()
         self.net = net
@@ -85,6 +88,7 @@ class InteractiveModule(L.LightningModule):
         self.num_logged_samples = num_logged_samples
         self.loss_check = loss_check
         self.click_rule = click_rule
+        self.validation_robot = validation_robot
         self.save_hyperparameters(
             {
                 "max_num_next_clicks": max_num_next_clicks,
@@ -215,7 +219,10 @@ class InteractiveModule(L.LightningModule):
         for listener in listeners:
             listener.on_protocol_start(self.trainer, self, share)
         try:
-            run = run_protocol(predictor, items, protocol, rank=self.global_rank, world_size=world_size, on_record=on_record)
+            run = run_protocol(
+                predictor, items, protocol, self.validation_robot,
+                rank=self.global_rank, world_size=world_size, on_record=on_record,
+            )
         finally:
             self.net.train(was_training)
         self.logged_samples = kept
