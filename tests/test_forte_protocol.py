@@ -152,3 +152,15 @@ def test_evaluation_loop_matches_the_reference(golden: dict[str, np.ndarray], go
         all_ious.append(ious)
     assert nocs90 == [20, 20, 10, 1, 20] and nocs85 == [20, 20, 1, 1, 20]
     assert np.mean(all_ious) == pytest.approx(0.8581224243, abs=1e-10)
+
+
+def test_equal_components_resolve_to_the_first_in_row_major_order() -> None:
+    from iseg.interaction.forte_robot import largest_component
+
+    mask = np.zeros((8, 8), bool)
+    mask[5:7, 0:2] = True  # starts at row 5
+    mask[1:3, 5:7] = True  # starts at row 1: first in raster order
+    mask[0, 0] = mask[1, 1] = True  # diagonal neighbours: one 8-connected component of 2 pixels
+    chosen = largest_component(mask)
+    assert chosen[1:3, 5:7].all() and chosen.sum() == 4
+    assert largest_component(np.zeros((3, 3), bool)).sum() == 0

@@ -47,7 +47,8 @@ class Predictor:
     """Stateful predictor: ``set_image``, then ``add`` one prompt at a time.
 
     Args:
-        net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances`` logits.
+        net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances``: logits,
+            or probabilities when the adapter says so (``inputs.output_space == "probs"``, Forte et al.).
         inputs: the method's input adapter; None takes ``net.default_inputs()``.
         views: views in forward order (a sequence, or a name -> view mapping whose None entries are
             off), e.g. ``{"zoom_in": ZoomIn(target_size=400), "flip": Flip()}``.

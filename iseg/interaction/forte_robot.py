@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
 from scipy import ndimage
@@ -29,12 +28,18 @@ from iseg.interaction.next_click import validate_gt
 from iseg.interaction.prompts import Click
 
 
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a boolean mask (equal sizes: the lowest OpenCV label)."""
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    if count <= 1:
+    """The largest 8-connected component of a boolean mask; equal sizes: the one whose first pixel
+    comes first in row-major order (the lowest label of a raster-order labelling, as the reference's
+    ``np.unique`` + ``argmax`` over OpenCV labels). SciPy's labelling is sequential, so the choice
+    does not depend on thread counts."""
+    labels, count = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if count == 0:
         return np.zeros(mask.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel(), minlength=count)[1:]
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     return labels == 1 + int(np.argmax(sizes))
 
 
