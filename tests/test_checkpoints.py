@@ -233,7 +233,7 @@ def test_formats_register_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
             return nn.Identity()
 
     checkpoints.register_checkpoint_format(Marked(), before="ritm")
-    assert [f.name for f in checkpoints.CHECKPOINT_FORMATS] == ["fcfi", "marked", "ritm", "lightning", "fbrs", "s2m", "iog"]
+    assert [f.name for f in checkpoints.CHECKPOINT_FORMATS] == ["fcfi", "marked", "ritm", "lightning", "fbrs", "s2m", "iog", "forte"]
     assert isinstance(load_model({"state_dict": {}, "config": {"class": "x", "marker": 1}}), nn.Identity)
     with pytest.raises(ValueError, match="already registered"):
         checkpoints.register_checkpoint_format(Marked())

@@ -56,7 +56,8 @@ class Predictor:
     """Stateful predictor: ``set_image``, then ``add`` one prompt at a time.
 
     Args:
-        net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances`` logits.
+        net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances``: logits,
+            or probabilities when the adapter says so (``inputs.output_space == "probs"``, Forte et al.).
         inputs: the method's input adapter; None takes ``net.default_inputs()``.
         views: views in forward order (a sequence, or a name -> view mapping whose None entries are
             off), e.g. ``{"zoom_in": ZoomIn(target_size=400), "flip": Flip()}``.
@@ -198,8 +199,10 @@ class Predictor:
         output = outputs[self.output]
         if output.shape[-2:] != frame.image.shape[-2:]:
             output = F.interpolate(output, size=frame.image.shape[-2:], mode="bilinear", align_corners=True)
-        is_logits = True
+        is_logits = self.inputs.output_space == "logits"
         for view in reversed(self.views.values()):
+            if view.output_space == "logits" and not is_logits:
+                raise ValueError(f"view {type(view).__name__} works on logits, but this network gives probabilities")
             if view.output_space == "probs" and is_logits:
                 output, is_logits = torch.sigmoid(output), False
             output = view.inverse(output)

@@ -3,6 +3,8 @@
 from iseg.interaction.clicks import clicks_to_points, points_to_clicks
 from iseg.interaction.encoders import PromptEncoder, make_encoder, register_encoder
 from iseg.interaction.encoding import ClickEncoder, encode_clicks
+from iseg.interaction.forte_clicks import ForteClickEncoder  # registers "forte_click_pixels"
+from iseg.interaction.forte_robot import ForteClickRobot
 from iseg.interaction.prompts import Box, Click, InsideOutside, Prompt, Scribble
 from iseg.interaction.robots import ClickRobot, Robot
 from iseg.interaction.scribble_encoding import ScribbleMapsEncoder
@@ -13,6 +15,8 @@ __all__ = [
     "ClickEncoder",
     "ClickRobot",
     "InsideOutside",
+    "ForteClickEncoder",
+    "ForteClickRobot",
     "Prompt",
     "PromptEncoder",
     "Robot",

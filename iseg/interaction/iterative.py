@@ -12,11 +12,19 @@ adapter's business (:class:`~iseg.models.inputs.NetInputs`): it builds each pass
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import nn
 
 from iseg.interaction.next_click import RandomGenerator, sample_next_clicks
+from iseg.interaction.prompts import Click
 from iseg.models.inputs import NetInputs, PromptTensors
+
+
+ClickRule = Callable[[torch.Tensor, torch.Tensor, RandomGenerator, float], Sequence[Click | None]]
+"""(probabilities (B, 1, H, W), labels (B, 1, H, W), rng, threshold) -> one click or None per sample;
+RITM's random rule (:func:`~iseg.interaction.next_click.sample_next_clicks`) by default."""
 
 
 def simulate_iterative_clicks(
@@ -29,6 +37,7 @@ def simulate_iterative_clicks(
     rng: RandomGenerator,
     prev_masks: torch.Tensor | None = None,
     pred_thresh: float = 0.49,
+    click_rule: ClickRule | None = None,
 ) -> tuple[torch.Tensor, PromptTensors]:
     """Run ``num_iters`` passes; returns (previous probabilities (B, 1, H, W), prompt tensors).
 
@@ -54,8 +63,8 @@ def simulate_iterative_clicks(
         with torch.no_grad():
             for i in range(1, num_iters + 1):
                 outputs = net(**inputs(images, prev_output, prompts, step=i - 1, training=True))
-                prev_output = torch.sigmoid(outputs["instances"])
-                clicks = sample_next_clicks(prev_output, gt, rng, pred_thresh)
+                prev_output = inputs.probabilities(outputs)
+                clicks = (click_rule or sample_next_clicks)(prev_output, gt, rng, pred_thresh)
                 prompts = inputs.add_clicks(prompts, clicks, prev_output, i)
     finally:
         net.train(was_training)

@@ -29,7 +29,8 @@ from iseg.evaluation.distributed import shard_for_rank
 from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
 from iseg.inference.predictor import Predictor
 from iseg.inference.views import View
-from iseg.interaction.iterative import simulate_iterative_clicks
+from iseg.interaction.iterative import ClickRule, simulate_iterative_clicks
+from iseg.interaction.robots import Robot
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
 from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
@@ -51,6 +52,9 @@ class InteractiveModule(L.LightningModule):
         validation_views: the validation predictor's views (none: the plain network).
         num_logged_samples: protocol samples kept for image logging each validation.
         loss_check: raise on a non-finite loss instead of training on.
+        click_rule: how a simulated pass places its click (None: RITM's random rule; Forte et al.:
+            :func:`~iseg.interaction.forte_robot.forte_training_clicks`).
+        validation_robot: the validation protocol's simulated user (None: the standard clicker).
     """
 
     def __init__(
@@ -66,6 +70,8 @@ class InteractiveModule(L.LightningModule):
         validation_views: Sequence[View | None] | Mapping[str, View | None] | None = None,
         num_logged_samples: int = 4,
         loss_check: bool = True,
+        click_rule: ClickRule | None = None,
+        validation_robot: Robot | None = None,
     ):
         super().__init__()
         self.net = net
@@ -81,6 +87,8 @@ class InteractiveModule(L.LightningModule):
         self.validation_views = validation_views
         self.num_logged_samples = num_logged_samples
         self.loss_check = loss_check
+        self.click_rule = click_rule
+        self.validation_robot = validation_robot
         self.save_hyperparameters(
             {
                 "max_num_next_clicks": max_num_next_clicks,
@@ -125,7 +133,8 @@ class InteractiveModule(L.LightningModule):
         num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
         prompts = self.inputs.training_prompts(batch)
         prev_masks, prompts = simulate_iterative_clicks(
-            self.net, self.inputs, images, gt, prompts, num_iters, self.rng, self.inputs.training_prev_mask(batch)
+            self.net, self.inputs, images, gt, prompts, num_iters, self.rng, self.inputs.training_prev_mask(batch),
+            click_rule=self.click_rule,
         )
         return self(images, prompts, prev_masks, step=num_iters)
 
@@ -154,7 +163,7 @@ class InteractiveModule(L.LightningModule):
                 f"{self.global_step} ({', '.join(f'{k}={v.item():.4g}' for k, v in logs.items())}); "
                 "lower the learning rate or check the inputs of this batch"
             )
-        logs[f"{stage}/iou"] = batch_iou(outputs["instances"].detach(), gt)
+        logs[f"{stage}/iou"] = batch_iou(self.inputs.probabilities(outputs).detach(), gt)
         options = {"on_step": stage == "train", "on_epoch": True, "batch_size": gt.shape[0], "sync_dist": stage != "train"}
         self.log_dict(logs, **options)
         self.log(f"{stage}/loss", loss, prog_bar=True, **options)
@@ -212,7 +221,8 @@ class InteractiveModule(L.LightningModule):
             listener.on_protocol_start(self.trainer, self, share)
         try:
             run = run_protocol(
-                predictor, items, protocol, self.protocol_robot(), rank=self.global_rank, world_size=world_size, on_record=on_record
+                predictor, items, protocol, self.validation_robot,
+                rank=self.global_rank, world_size=world_size, on_record=on_record,
             )
         finally:
             self.net.train(was_training)
@@ -221,10 +231,6 @@ class InteractiveModule(L.LightningModule):
         for listener in listeners:
             listener.on_protocol_end(self.trainer, self, metrics, done, share)
         return metrics
-
-    def protocol_robot(self) -> Any:
-        """The protocol's simulated user (None: the standard click robot); a method with other prompts overrides it."""
-        return None
 
     def _protocol_listeners(self) -> list[Any]:
         """The trainer's callbacks that follow the protocol (``on_protocol_start/record/end``)."""
@@ -246,16 +252,16 @@ class InteractiveModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler_factory(optimizer), "interval": "epoch"}}
 
 
-def batch_iou(logits: torch.Tensor, gt: torch.Tensor, threshold: float = 0.49) -> torch.Tensor:
-    """Mean IoU over samples with a non-empty union; ignore (-1) pixels left out."""
+def batch_iou(probs: torch.Tensor, gt: torch.Tensor, threshold: float = 0.49) -> torch.Tensor:
+    """Mean IoU of probabilities over samples with a non-empty union; ignore (-1) pixels left out."""
     valid = gt != -1
-    pred = (torch.sigmoid(logits) > threshold) & valid
+    pred = (probs > threshold) & valid
     target = (gt > 0.5) & valid
     inter = (pred & target).flatten(1).sum(1).float()
     union = (pred | target).flatten(1).sum(1).float()
     keep = union > 0
     if not bool(keep.any()):
-        return torch.tensor(1.0, device=logits.device)
+        return torch.tensor(1.0, device=probs.device)
     return (inter[keep] / union[keep]).mean()
 
 

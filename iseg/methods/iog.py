@@ -64,14 +64,11 @@ class IOGModule(InteractiveModule):
             validation_views=validation_views,
             num_logged_samples=num_logged_samples,
             loss_check=loss_check,
+            validation_robot=robot if robot is not None else IOGRobot(),
         )
-        self.robot = robot if robot is not None else IOGRobot()
 
     def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self(batch["images"], self.inputs.training_prompts(batch))
-
-    def protocol_robot(self) -> Any:
-        return self.robot
 
 
 class IOGRefinementModule(IOGModule):

@@ -150,6 +150,9 @@ def describe_architecture(state_dict: Mapping[str, Any]) -> str:
             parts.append(f"ASPP {aspp[0]} ch")
     elif shape("backbone.conv1.weight") and shape("classifier.aspp.project.0.weight"):
         parts.append(f"S2M-style DeepLabV3+ ResNet ({shape('backbone.conv1.weight')[1]} input channels)")
+    elif shape("decoder.usr_encoder.conv1.weight"):
+        in_ch = shape("encoder.conv1.weight")
+        parts.append(f"Forte et al. ResNet-50 GN+WS ({in_ch[1] if in_ch else '?'} input channels) + user encoder")
     else:
         prefixes = sorted({key.split(".", 1)[0] for key in state_dict})
         parts.append(f"unrecognised network with top-level modules {_preview(prefixes)}")
@@ -496,6 +499,36 @@ class S2MStateDictFormat:
         return model
 
 
+# Forte et al.: a bare state dict of MattingModuleSingleGpu (keys "encoder.*" and "decoder.*")
+
+
+class ForteStateDictFormat:
+    """Forte et al.'s released ``InterSegSynthFT.pth``: ``torch.save(model.state_dict())`` of the
+    reference's ``MattingModuleSingleGpu`` (no config, no ``module.`` prefix); builds
+    :class:`~iseg.models.forte.ForteNet` and loads it strictly, as the reference does.
+
+    Recognised by its top-level modules (only ``encoder.`` and ``decoder.``) and the user encoder's
+    ``decoder.usr_encoder.conv1.weight``, which no other supported network has.
+    """
+
+    name = "forte"
+    marker = "decoder.usr_encoder.conv1.weight"
+
+    def matches(self, obj: Any) -> bool:
+        return (
+            isinstance(obj, Mapping)
+            and self.marker in obj
+            and all(isinstance(key, str) and key.startswith(("encoder.", "decoder.")) for key in obj)
+        )
+
+    def build(self, obj: Any) -> nn.Module:
+        from iseg.models.forte import ForteNet
+
+        model = ForteNet(guided_filter="decoder.guided_map_conv1.weight" in obj)
+        load_state_dict_strict(model, obj)
+        return model
+
+
 register_checkpoint_format(RitmContainerFormat())
 register_checkpoint_format(LightningFormat())
 register_checkpoint_format(FcfiContainerFormat(), before="ritm")
@@ -506,3 +539,4 @@ register_checkpoint_format(S2MStateDictFormat())
 from iseg.models.iog.checkpoint import IogStateDictFormat
 
 register_checkpoint_format(IogStateDictFormat())
+register_checkpoint_format(ForteStateDictFormat())

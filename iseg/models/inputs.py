@@ -18,6 +18,7 @@ A new method writes a subclass (e.g. FCFI's in :mod:`iseg.models.fcfi.inputs`) a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import torch
 
@@ -30,6 +31,15 @@ PromptTensors = dict[str, torch.Tensor]
 
 class NetInputs:
     """Base adapter: prompt encoding and the training prompts of the (B, 2N, 3) click layout."""
+
+    output_space: Literal["logits", "probs"] = "logits"
+    """What the network's ``instances`` holds: logits (most networks) or probabilities already
+    (Forte et al.'s clamped alpha); :meth:`probabilities` turns either into probabilities."""
+
+    def probabilities(self, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The network's ``instances`` as probabilities."""
+        instances = outputs["instances"]
+        return torch.sigmoid(instances) if self.output_space == "logits" else instances
 
     def __init__(self, encoders: Sequence[PromptEncoder]):
         self.encoders = tuple(encoders)
