@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -24,6 +28,7 @@ from iseg.demo.images import ImageRejected, load_image  # noqa: E402
 from iseg.inference.predict import load_network, make_predictor  # noqa: E402
 from iseg.interaction.encoders import _ENCODERS  # noqa: E402
 from iseg.interaction.prompts import Click  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 from tests.demo_files import demo_checkpoint, encoded, scene  # noqa: E402
 
 IMAGE = scene(80, 120)
@@ -61,12 +66,11 @@ def _png(client: TestClient, path: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.content)))
 
 
-def _by_hand(checkpoint, clicks: list[Click]) -> np.ndarray:
+def _by_hand(checkpoint, clicks: list[Click]) -> list[np.ndarray]:
+    """The probabilities after each click of a predictor built as iseg.predict builds it."""
     predictor = make_predictor(load_network(checkpoint))
     predictor.set_image(IMAGE)
-    for click in clicks:
-        predictor.add(click)
-    return predictor.probs.copy()
+    return [predictor.add(click).copy() for click in clicks]
 
 
 def test_status_says_loading_until_the_model_is_ready(checkpoint) -> None:
@@ -97,7 +101,7 @@ def test_click_undo_and_reset_give_the_predictors_masks(client, checkpoint) -> N
 
     first, second = Click(36, 36, True), Click(40, 90, False)
     state = _click(client, 36, 36)
-    expected = _by_hand(checkpoint, [first]) > 0.49
+    expected, after_two = (probs > 0.49 for probs in _by_hand(checkpoint, [first, second]))
     labels = _png(client, "/api/labels.png")
     assert labels.shape == (80, 120) and np.array_equal(labels == 1, expected)
     assert state["objects"][0]["area"] == expected.sum() > 0 and state["can_undo"]
@@ -109,7 +113,6 @@ def test_click_undo_and_reset_give_the_predictors_masks(client, checkpoint) -> N
     assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask == 255, expected)
 
     _click(client, 40, 90, positive=False)
-    after_two = _by_hand(checkpoint, [first, second]) > 0.49
     assert np.array_equal(_png(client, "/api/labels.png") == 1, after_two) and not np.array_equal(after_two, expected)
 
     state = client.post("/api/undo").json()
@@ -129,21 +132,20 @@ def test_objects_are_kept_apart_and_undo_follows_the_prompt_order(client, checkp
     assert [obj["id"] for obj in state["objects"]] == [1, 2] and state["current"] == 2
     assert state["objects"][1]["color"] == "#3cb44b"
     state = _click(client, 40, 90)
-    probs = np.stack([_by_hand(checkpoint, [Click(36, 36, True)]), _by_hand(checkpoint, [Click(40, 90, True)])])
+    probs = np.stack([*_by_hand(checkpoint, [Click(36, 36, True)]), *_by_hand(checkpoint, [Click(40, 90, True)])])
     covered = probs > 0.49
     expected = np.where(covered.any(0), np.argmax(np.where(covered, probs, -1), axis=0) + 1, 0)
     labels = _png(client, "/api/labels.png")
     assert np.array_equal(labels, expected) and {1, 2} <= set(np.unique(labels))
     assert [obj["area"] for obj in state["objects"]] == [(expected == 1).sum(), (expected == 2).sum()]
 
-    _click(client, 20, 30, object_id=1)  # a prompt for an object that is not the current one
-    state = client.post("/api/undo").json()  # removes that one, not object 2's click
-    assert [len(obj["prompts"]) for obj in state["objects"]] == [1, 1] and state["current"] == 1
-    assert np.array_equal(_png(client, "/api/labels.png"), expected)
-    state = client.post("/api/undo").json()
-    assert [len(obj["prompts"]) for obj in state["objects"]] == [1, 0] and state["current"] == 2
     state = client.post("/api/select", json={"object": 1}).json()
     assert state["current"] == 1
+    state = client.post("/api/undo").json()  # the last prompt went to object 2, whichever is current
+    assert [len(obj["prompts"]) for obj in state["objects"]] == [1, 0] and state["current"] == 2
+    assert np.array_equal(_png(client, "/api/labels.png") == 1, covered[0])
+    state = _click(client, 36, 36, object_id=2)  # a prompt for an object that is not the current one
+    assert [len(obj["prompts"]) for obj in state["objects"]] == [1, 1] and state["current"] == 2
 
 
 def test_coco_rle_decodes_to_the_downloaded_masks(client) -> None:
@@ -159,7 +161,9 @@ def test_coco_rle_decodes_to_the_downloaded_masks(client) -> None:
     assert [a["object_id"] for a in content["annotations"]] == [1, 2]
     for annotation in content["annotations"]:
         rle = dict(annotation["segmentation"], counts=annotation["segmentation"]["counts"].encode())
-        decoded = mask_utils.decode(rle).astype(bool)
+        with warnings.catch_warnings():  # pycocotools' own numpy-2 DeprecationWarning (__array__ copy)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = mask_utils.decode(rle).astype(bool)
         assert np.array_equal(decoded, labels == annotation["object_id"])
         assert annotation["area"] == decoded.sum()
         ys, xs = np.nonzero(decoded)
@@ -255,6 +259,24 @@ def test_command_line_arguments() -> None:
         parse_args(["checkpoint=nope.pth", "port=high"])
     config = parse_args([f"checkpoint={__file__}", "port=8123"])
     assert config.host == "127.0.0.1" and config.port == 8123  # this computer only, unless asked
+
+
+def test_the_command_serves_the_app_on_localhost(checkpoint, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    from iseg.demo.__main__ import main
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
+    main([f"checkpoint={checkpoint}", "port=8123"])
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123
+    assert served["app"].state.config.checkpoint == str(checkpoint) and served["app"].state.loader.state == "loading"
+    assert "iseg demo: http://127.0.0.1:8123/" in capsys.readouterr().out
+    done = subprocess.run(
+        [sys.executable, "-m", "iseg.demo", "checkpoint=missing.pth"], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 1 and "iseg.demo: checkpoint file missing.pth does not exist" in done.stderr
 
 
 def test_jpeg_orientation_16_bit_and_reduced_decoding() -> None:

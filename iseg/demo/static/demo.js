@@ -90,7 +90,12 @@ function currentKind() {
 
 function updateHint() {
   const kind = currentKind();
-  $("hint").textContent = state && state.image ? `Prompt: ${HINTS[kind] || kind}.` : "Open an image to start.";
+  if (!state || !state.image) {
+    $("hint").textContent = "Open an image to start.";
+    return;
+  }
+  const size = `${state.image.name}, ${state.image.width}x${state.image.height} px`;
+  $("hint").textContent = `${size}. Prompt: ${HINTS[kind] || kind}.`;
 }
 
 // ---- image ---------------------------------------------------------------------------------
@@ -99,10 +104,10 @@ $("file").addEventListener("change", async () => {
   if (!file) return;
   const form = new FormData();
   form.append("file", file, file.name);
-  $("status").textContent = `opening ${file.name}…`;
+  $("hint").textContent = `opening ${file.name}…`;
   await act("/api/image", { method: "POST", body: form });
   $("file").value = "";
-  $("status").textContent = state && state.image ? `${state.image.name}: ${state.image.width}x${state.image.height}` : "";
+  updateHint();
 });
 
 function loadImage(version) {
@@ -158,7 +163,7 @@ function renderObjects() {
     item.dataset.object = obj.id;
     item.className = obj.id === state.current ? "current" : "";
     item.innerHTML = `<span class="swatch" style="background:${obj.color}"></span>
-      object ${obj.id} <small>(${obj.prompts.length} prompts, ${obj.area} px)</small>`;
+      object ${obj.id} <small>(${obj.prompts.length} prompt${obj.prompts.length === 1 ? "" : "s"}, ${obj.area} px)</small>`;
     item.addEventListener("click", () => act("/api/select", jsonBody({ object: obj.id })));
     list.appendChild(item);
   }
@@ -200,7 +205,7 @@ function drawMarks() {
   const context = canvas.getContext("2d");
   context.clearRect(0, 0, canvas.width, canvas.height);
   if (!state || !state.image) return;
-  const radius = Math.max(3, Math.round(Math.max(canvas.width, canvas.height) / 150));
+  const radius = Math.max(5, Math.round(Math.max(canvas.width, canvas.height) / 120));
   for (const obj of state.objects) {
     for (const prompt of obj.prompts) drawPrompt(context, prompt, obj.color, radius);
   }
@@ -209,7 +214,7 @@ function drawMarks() {
 
 function drawPrompt(context, prompt, color, radius) {
   const fill = prompt.is_positive ? "#2ecc40" : "#ff4136";
-  context.lineWidth = Math.max(2, radius / 2);
+  context.lineWidth = Math.max(1.5, radius / 3);
   context.strokeStyle = color;
   if (prompt.kind === "click") {
     context.beginPath();
