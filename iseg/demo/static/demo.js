@@ -118,6 +118,7 @@ function loadImage(version) {
       $(id).height = image.naturalHeight;
     }
     $("image").getContext("2d").drawImage(image, 0, 0);
+    fitStage();
     document.body.dataset.imageVersion = String(version);
     drawMarks();
     refreshOverlay(true);
@@ -125,6 +126,17 @@ function loadImage(version) {
   image.onerror = () => showError("the working image could not be shown");
   image.src = `/api/image.png?v=${version}`;
 }
+
+function fitStage() {
+  // show the image as large as the window allows (small images scaled up, large ones down)
+  const canvas = $("image");
+  if (!state || !state.image) return;
+  const room = [$("stage").parentElement.clientWidth, window.innerHeight - $("stage").getBoundingClientRect().top - 60];
+  const scale = Math.max(0.05, Math.min(room[0] / canvas.width, room[1] / canvas.height, 4));
+  $("stage").style.width = `${Math.floor(canvas.width * scale)}px`;
+  $("stage").style.height = `${Math.floor(canvas.height * scale)}px`;
+}
+window.addEventListener("resize", fitStage);
 
 // ---- state -> page ---------------------------------------------------------------------------
 let shownImage = null;
