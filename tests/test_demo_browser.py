@@ -64,7 +64,7 @@ def _wait_until_up(url: str, seconds: float = 60) -> None:
 
 
 @contextmanager
-def demo_server(checkpoint: Path) -> Iterator[str]:
+def demo_server(checkpoint: Path | str, network: object | None = None) -> Iterator[str]:
     """The app ``python -m iseg.demo checkpoint=...`` serves, run by uvicorn in a thread; yields its URL.
 
     In-process, so the network loaded by other tests of the session is reused (the CLI is tested apart)."""
@@ -72,9 +72,11 @@ def demo_server(checkpoint: Path) -> Iterator[str]:
 
     from iseg.demo.app import create_app
     from iseg.demo.config import DemoConfig
+    from iseg.demo.loader import ModelLoader
 
     port = _free_port()
-    config = uvicorn.Config(create_app(DemoConfig(checkpoint=str(checkpoint), port=port)), port=port, log_level="warning")
+    demo = DemoConfig(checkpoint=str(checkpoint), port=port)
+    config = uvicorn.Config(create_app(demo, ModelLoader(demo, network)), port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
     thread.start()
@@ -119,11 +121,24 @@ def _wait_for_overlay(page, after: int) -> int:
     return int(page.evaluate("document.body.dataset.version"))
 
 
-def _click_pixel(page, y: int, x: int, button: str = "left") -> None:
-    """Click the centre of image pixel (y, x) on the page's canvas, whatever its displayed scale."""
+def _page_xy(page, y: int, x: int) -> tuple[float, float]:
+    """Page coordinates of the centre of image pixel (y, x), whatever the canvas's displayed scale."""
     box = page.locator("#marks").bounding_box()
     width, height = page.evaluate("[marks.width, marks.height]")
-    page.mouse.click(box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height, button=button)
+    return box["x"] + (x + 0.5) * box["width"] / width, box["y"] + (y + 0.5) * box["height"] / height
+
+
+def _click_pixel(page, y: int, x: int, button: str = "left") -> None:
+    page.mouse.click(*_page_xy(page, y, x), button=button)
+
+
+def _drag(page, points: list[tuple[int, int]], button: str = "left") -> None:
+    """Press at the first pixel, move through the others, release at the last."""
+    page.mouse.move(*_page_xy(page, *points[0]))
+    page.mouse.down(button=button)
+    for point in points[1:]:
+        page.mouse.move(*_page_xy(page, *point), steps=4)
+    page.mouse.up(button=button)
 
 
 def _labels(url: str) -> np.ndarray:
@@ -193,6 +208,43 @@ def test_click_undo_and_download_in_chromium(tmp_path: Path, tmp_path_factory: p
     target = os.environ.get("ISEG_DEMO_SCREENSHOT")
     if target:
         shutil.copyfile(tmp_path / "demo.png", target)
+
+
+def test_scribbles_and_boxes_are_drawn_when_the_network_takes_them(tmp_path: Path) -> None:
+    from tests.demo_files import AnchorDiskNet
+
+    image_path = tmp_path / "scene.png"
+    image_path.write_bytes(encoded(scene(240, 360)))
+    shape = (240, 360)
+    with demo_server("anchor-disk-net", AnchorDiskNet()) as url, chromium_page(tmp_path / "profile") as page:
+        page.goto(url)
+        page.wait_for_function("document.body.dataset.model === 'ready'", timeout=60_000)
+        kinds = page.locator('input[name="kind"]').evaluate_all("inputs => inputs.map(i => i.value)")
+        assert kinds == ["click", "scribble", "box"]
+        page.set_input_files("#file", str(image_path))
+        version = _wait_for_overlay(page, -1)
+
+        page.check('input[name="kind"][value="scribble"]')
+        _drag(page, [(100, 100), (110, 130), (120, 160)])
+        version = _wait_for_overlay(page, version)
+        (scribble,) = json.loads(_get(f"{url}/api/state"))["objects"][0]["prompts"]
+        assert scribble["kind"] == "scribble" and scribble["is_positive"] and len(scribble["points"]) >= 3
+        assert scribble["points"][0] == [100, 100] and scribble["points"][-1] == [120, 160]
+        assert _overlay_mask(page, shape).any() and np.array_equal(_overlay_mask(page, shape), _labels(url) == 1)
+
+        _drag(page, [(112, 140), (112, 150)], button="right")  # a negative scribble
+        version = _wait_for_overlay(page, version)
+        assert [p["is_positive"] for p in json.loads(_get(f"{url}/api/state"))["objects"][0]["prompts"]] == [True, False]
+
+        page.click("#new-object")
+        version = _wait_for_overlay(page, version)
+        page.check('input[name="kind"][value="box"]')
+        _drag(page, [(200, 300), (150, 200)])  # drawn from bottom right to top left
+        version = _wait_for_overlay(page, version)
+        (box,) = json.loads(_get(f"{url}/api/state"))["objects"][1]["prompts"]
+        assert box == {"kind": "box", "y0": 150, "x0": 200, "y1": 200, "x1": 300, "is_positive": True}
+        assert np.array_equal(_overlay_mask(page, shape), _labels(url) > 0) and (_labels(url) == 2).any()
+        page.screenshot(path=str(tmp_path / "demo_scribble_box.png"))
 
 
 def test_a_file_that_is_not_a_checkpoint_is_shown_on_the_page(tmp_path: Path) -> None:

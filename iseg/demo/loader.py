@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from iseg.demo.config import DemoConfig
 from iseg.demo.wire import kind_of
@@ -28,8 +29,10 @@ class ModelLoader:
 
     stages = ("reading the checkpoint", "building the predictor", "warming up")
 
-    def __init__(self, config: DemoConfig):
+    def __init__(self, config: DemoConfig, network: nn.Module | None = None):
+        """``network``: use this network instead of reading ``config.checkpoint`` (as iseg.predict allows)."""
         self.config = config
+        self.network = network
         self.state = "loading"  # loading | ready | error
         self.step = 0  # stages done
         self.error: str | None = None
@@ -59,7 +62,7 @@ class ModelLoader:
 
         config = self.config
         try:
-            net = load_network(config.checkpoint)
+            net = load_network(self.network if self.network is not None else config.checkpoint)
             self.network_name = type(net).__name__
             self.step = 1
 
