@@ -18,19 +18,19 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the demo extra is not installed (pip install -e '.[demo]')")
-from fastapi.testclient import TestClient  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
+from fastapi.testclient import TestClient
+from pycocotools import mask as mask_utils
 
-from iseg.demo.__main__ import parse_args  # noqa: E402
-from iseg.demo.app import create_app  # noqa: E402
-from iseg.demo.config import DemoConfig  # noqa: E402
-from iseg.demo.images import ImageRejected, load_image  # noqa: E402
-from iseg.demo.loader import ModelLoader  # noqa: E402
-from iseg.inference.predict import load_network, make_predictor  # noqa: E402
-from iseg.interaction.encoders import _ENCODERS  # noqa: E402
-from iseg.interaction.prompts import Click  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
-from tests.demo_files import AnchorDiskNet, demo_checkpoint, encoded, scene  # noqa: E402
+from iseg.demo.__main__ import parse_args
+from iseg.demo.app import create_app
+from iseg.demo.config import DemoConfig
+from iseg.demo.images import ImageRejected, load_image
+from iseg.demo.loader import ModelLoader
+from iseg.inference.predict import load_network, make_predictor
+from iseg.interaction.encoders import _ENCODERS
+from iseg.interaction.prompts import Click
+from tests.conftest import ROOT
+from tests.demo_files import AnchorDiskNet, demo_checkpoint, encoded, scene
 
 IMAGE = scene(80, 120)
 
@@ -159,7 +159,7 @@ def test_scribbles_and_boxes_are_offered_when_the_network_takes_them() -> None:
     state = client.post("/api/prompt", json=scribble).json()
     assert state["objects"][0]["prompts"] == [{**scribble, "points": [[20.0, 20.0], [20.0, 30.0], [22.0, 40.0]]}]
     yy, xx = np.mgrid[:80, :120]
-    disks = lambda points: np.any([(yy - y) ** 2 + (xx - x) ** 2 <= 36 for y, x in points], axis=0)  # noqa: E731
+    disks = lambda points: np.any([(yy - y) ** 2 + (xx - x) ** 2 <= 36 for y, x in points], axis=0)
     assert np.array_equal(_png(client, "/api/labels.png") == 1, disks(scribble["points"]))
     client.post("/api/objects")
     box = {"kind": "box", "y0": 50, "x0": 70, "y1": 70, "x1": 110}
@@ -297,7 +297,7 @@ def test_the_command_serves_the_app_on_localhost(checkpoint, monkeypatch, capsys
     assert served["app"].state.config.checkpoint == str(checkpoint) and served["app"].state.loader.state == "loading"
     assert "iseg demo: http://127.0.0.1:8123/" in capsys.readouterr().out
     done = subprocess.run(
-        [sys.executable, "-m", "iseg.demo", "checkpoint=missing.pth"], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "iseg.demo", "checkpoint=missing.pth"], cwd=ROOT, capture_output=True, text=True, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert done.returncode == 1 and "iseg.demo: checkpoint file missing.pth does not exist" in done.stderr
@@ -309,7 +309,7 @@ def test_jpeg_orientation_16_bit_and_reduced_decoding() -> None:
     exif[0x0112] = 6  # shown rotated by 90 degrees
     image = load_image(encoded(rotated, "JPEG", exif=exif), "phone.jpg", max_side=1600)
     assert image.size == image.original_size == (120, 80)  # as a browser shows it
-    deep = load_image(encoded(Image.fromarray((IMAGE[..., 0].astype(np.uint16) * 257))), "deep.png")
+    deep = load_image(encoded(Image.fromarray(IMAGE[..., 0].astype(np.uint16) * 257)), "deep.png")
     assert np.array_equal(deep.rgb[..., 0], IMAGE[..., 0]) and deep.rgb.flags.writeable
     big = np.asarray(Image.fromarray(IMAGE).resize((1200, 800)))
     reduced = load_image(encoded(big, "JPEG"), "big.jpg", max_side=100)

@@ -14,13 +14,15 @@ API (JSON unless said otherwise; an error is ``{"detail": message}`` with a 4xx/
 
 from __future__ import annotations
 
-import threading
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
+import numpy as np
 from fastapi import Body, FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -87,7 +89,7 @@ def create_app(config: DemoConfig, loader: ModelLoader | None = None, start_load
             return s.state()
 
     @app.post("/api/image")
-    async def open_image(file: UploadFile = File(...)) -> dict:
+    async def open_image(file: Annotated[UploadFile, File()]) -> dict:
         data = await file.read()
         name = Path(file.filename or "upload").name
         try:
@@ -106,7 +108,7 @@ def create_app(config: DemoConfig, loader: ModelLoader | None = None, start_load
             return Response(png_bytes(s.image.rgb), media_type="image/png", headers=_no_cache())
 
     @app.post("/api/prompt")
-    def add_prompt(payload: dict = Body(...)) -> dict:
+    def add_prompt(payload: Annotated[dict, Body()]) -> dict:
         with ready_session() as s:
             fields = dict(payload)
             object_id = fields.pop("object", None)
@@ -122,7 +124,7 @@ def create_app(config: DemoConfig, loader: ModelLoader | None = None, start_load
             return s.state()
 
     @app.post("/api/select")
-    def select(payload: dict = Body(...)) -> dict:
+    def select(payload: Annotated[dict, Body()]) -> dict:
         with ready_session() as s:
             s.select(_object_id(payload.get("object")))
             return s.state()
@@ -145,7 +147,7 @@ def create_app(config: DemoConfig, loader: ModelLoader | None = None, start_load
             return Response(png_bytes(s.overlay_rgba()), media_type="image/png", headers=_no_cache())
 
     @app.get("/api/mask.png")
-    def mask(object: int) -> Response:  # noqa: A002 (the query parameter's name)
+    def mask(object: int) -> Response:
         with ready_session() as s:
             labels = _original_labels(s)
             s.find(object)  # an unknown id is an error, not an empty mask
@@ -177,7 +179,7 @@ def _object_id(value: object) -> int:
     return value
 
 
-def _original_labels(session: AnnotationSession):
+def _original_labels(session: AnnotationSession) -> np.ndarray:
     if session.image is None:
         raise SessionError("open an image first")
     return session.label_map(session.image.original_size)
