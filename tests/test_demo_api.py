@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -316,6 +318,11 @@ def test_jpeg_orientation_16_bit_and_reduced_decoding() -> None:
     assert reduced.size == (67, 100) and reduced.original_size == (800, 1200) and "1200x800" in reduced.note
     with pytest.raises(ImageRejected, match=r"big.jpg: 1200x800 is 1 Mpx, more than the demo opens \(0 Mpx\)"):
         load_image(encoded(big, "JPEG"), "big.jpg", max_pixels=100_000)
+    header = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)  # a PNG that claims 60000x60000 RGB
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    with pytest.raises(ImageRejected, match="bomb.png: too large to open"):
+        load_image(bomb, "bomb.png")
 
 
 def test_every_registered_prompt_encoder_says_which_prompts_it_takes() -> None:
