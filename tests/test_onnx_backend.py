@@ -1,5 +1,7 @@
 """ONNX export and the onnxruntime backend: same clicks and probabilities (1e-4) as PyTorch on the
-protocol with zoom-in and flip; named dynamic inputs; the adapter travels in the model; clear refusals."""
+protocol with zoom-in and flip; named dynamic inputs; the adapter travels in the model; clear refusals.
+
+The tests that need the exported model are slow (one export, shared by the module)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from iseg.export.__main__ import main as export_main  # noqa: E402
 from iseg.inference.backends import OnnxRuntimeNetwork  # noqa: E402
 from iseg.inference.brs import FeatureBRS  # noqa: E402
 from iseg.inference.flip import Flip  # noqa: E402
+from iseg.inference.predict import predict  # noqa: E402
 from iseg.inference.predictor import Predictor  # noqa: E402
 from iseg.inference.zoom_in import ZoomIn  # noqa: E402
 from iseg.interaction.prompts import Click  # noqa: E402
@@ -26,7 +29,7 @@ from iseg.models.deeplab_model import DeeplabModel  # noqa: E402
 from iseg.models.inputs import ClickInputs, NetInputs  # noqa: E402
 from tests.test_predictor import GOLDEN
 
-PROTOCOL = ProtocolConfig(max_clicks=5, target_iou=1.01)
+PROTOCOL = ProtocolConfig(max_clicks=4, target_iou=1.01)
 
 
 NET_CONFIG = {
@@ -68,7 +71,7 @@ def grabcut() -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def views() -> dict:
-    return {"zoom_in": ZoomIn(target_size=200, min_crop_size=80), "flip": Flip()}
+    return {"zoom_in": ZoomIn(target_size=160, min_crop_size=80), "flip": Flip()}
 
 
 def run(predictor: Predictor, image: np.ndarray, gt: np.ndarray) -> tuple[list[Click], list[np.ndarray]]:
@@ -80,6 +83,7 @@ def run(predictor: Predictor, image: np.ndarray, gt: np.ndarray) -> tuple[list[C
     return result.clicks, maps
 
 
+@pytest.mark.slow  # one export of a small DeepLab (~15 s of CPU), shared by the module
 def test_the_graph_takes_the_adapters_inputs_by_name_with_dynamic_sizes(exported, one_thread) -> None:
     net, path = exported
     model = onnx.load(str(path))
@@ -105,6 +109,7 @@ def test_the_graph_takes_the_adapters_inputs_by_name_with_dynamic_sizes(exported
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_onnxruntime_gives_the_clicks_and_probabilities_of_pytorch_on_the_protocol(exported, grabcut, one_thread) -> None:
     net, path = exported
     with_torch = Predictor(net, views=views())
@@ -123,6 +128,7 @@ def test_onnxruntime_gives_the_clicks_and_probabilities_of_pytorch_on_the_protoc
     assert zoomed  # the zoom-in view took part
 
 
+@pytest.mark.slow
 def test_from_checkpoint_and_undo_with_an_onnx_file(exported, grabcut, one_thread) -> None:
     _, path = exported
     predictor = Predictor.from_checkpoint(path, views=views())
@@ -132,6 +138,15 @@ def test_from_checkpoint_and_undo_with_an_onnx_file(exported, grabcut, one_threa
     first = predictor.add(Click(80, 120, True)).copy()
     predictor.add(Click(20, 30, False))
     np.testing.assert_array_equal(predictor.undo(), first)
+
+
+@pytest.mark.slow
+def test_predict_takes_the_onnx_file(exported, grabcut, one_thread) -> None:
+    net, path = exported
+    image, _ = grabcut[0]
+    clicks = [(80, 120, True), (20, 30, False)]
+    expected = predict(image, clicks, net, return_probs=True)
+    np.testing.assert_allclose(predict(image, clicks, path, return_probs=True), expected, atol=1e-4, rtol=0)
 
 
 def test_the_cli_names_bad_arguments(tmp_path: Path, capsys) -> None:
@@ -146,6 +161,7 @@ def test_the_cli_names_bad_arguments(tmp_path: Path, capsys) -> None:
     assert "unknown argument 'opset=17'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_refusals_are_clear(exported, tmp_path: Path) -> None:
     net, path = exported
     with pytest.raises(ValueError, match="FeatureBRS optimises through the network's gradients"):
