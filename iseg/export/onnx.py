@@ -92,10 +92,12 @@ def split_inputs(values: Mapping[str, object]) -> tuple[dict[str, torch.Tensor],
 
 def dynamic_axes(first: Mapping[str, torch.Tensor], second: Mapping[str, torch.Tensor]) -> dict[str, dict[int, str]]:
     """Names of the axes that differ between two examples (see the module docstring)."""
-    named = {}
-    for key, value in (("height", _EXAMPLES[0]["size"][0]), ("width", _EXAMPLES[0]["size"][1]), ("batch", _EXAMPLES[0]["batch"])):
-        other = {"height": _EXAMPLES[1]["size"][0], "width": _EXAMPLES[1]["size"][1], "batch": _EXAMPLES[1]["batch"]}[key]
-        named[(value, other)] = key
+    first_example, second_example = _EXAMPLES
+    named = {
+        (first_example["size"][0], second_example["size"][0]): "height",
+        (first_example["size"][1], second_example["size"][1]): "width",
+        (first_example["batch"], second_example["batch"]): "batch",
+    }
     axes: dict[str, dict[int, str]] = {}
     for name, tensor in first.items():
         if tensor.dim() != second[name].dim():
@@ -147,6 +149,10 @@ def export_onnx(net: nn.Module, path: str | Path | None = None, inputs: NetInput
     second, _ = split_inputs(example_inputs(adapter, _EXAMPLES[1]))
     names = list(first)
     axes = dynamic_axes(first, second)
+    try:
+        stored_constants = json.dumps(constants)
+    except TypeError as error:
+        raise ExportError(f"{type(net).__name__}: inputs {sorted(constants)} are neither tensors, numbers nor JSON values") from error
     graph = _GraphInputs(net, names, constants).eval()
     try:
         program = torch.onnx.export(
@@ -167,7 +173,7 @@ def export_onnx(net: nn.Module, path: str | Path | None = None, inputs: NetInput
     name_axes(model, axes)
     metadata = {
         METADATA_INPUTS: json.dumps(adapter_config),
-        METADATA_CONSTANTS: json.dumps(constants),
+        METADATA_CONSTANTS: stored_constants,
         METADATA_NETWORK: f"{type(net).__module__}.{type(net).__qualname__}",
     }
     for key, value in metadata.items():
