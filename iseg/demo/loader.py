@@ -62,12 +62,14 @@ class ModelLoader:
 
         config = self.config
         try:
-            net = load_network(self.network if self.network is not None else config.checkpoint)
+            # a path goes to make_predictor as it is: load_network caches it, whatever the backend
+            source = self.network if self.network is not None else config.checkpoint
+            net = load_network(source)
             self.network_name = type(net).__name__
             self.step = 1
 
             def new_predictor() -> Predictor:
-                return make_predictor(net, refiner=config.refiner, settings=config.settings, device=config.device)
+                return make_predictor(source, refiner=config.refiner, settings=config.settings, device=config.device)
 
             predictor = new_predictor()
             self.prompt_types = tuple(predictor.inputs.prompt_types)
