@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: HRNet18s fill-rule stand-in)")
     parser.add_argument("--onnx", type=Path, default=None, help="an exported model of the checkpoint (default: export now)")
     parser.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "data" / "GrabCut")
-    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
