@@ -114,6 +114,9 @@ class BRSObjective:
 class BRSRefiner(Refiner):
     """What every BRS mode shares: the click limit, when to optimise, L-BFGS-B and the loss."""
 
+    needs_gradients = True
+    """It optimises through the network's gradients (the torch backend only)."""
+
     def __init__(
         self,
         net_clicks_limit: int | None = 8,

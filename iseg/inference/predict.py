@@ -6,11 +6,18 @@ chosen settings (conf/eval/predictor, RITM's by default: zoom-in and flip) with 
 adds the clicks one by one as a user would, and returns the final mask. Networks loaded from a path
 are kept, so repeated calls do not reload the checkpoint. Images larger than ``MAX_SIZE`` (800 px on
 the longer side) are shown to the network scaled down to it (:class:`~iseg.inference.limit_size.LimitLongestSide`),
-so a 4000x3000 photo costs about what an 800x600 one does; evaluate.py keeps it off.
+so a 4000x3000 photo costs about what an 800x600 one does (an :class:`ImageDownscaled` warning
+says so); evaluate.py keeps it off.
+
+The image may also be a file path (any format OpenCV decodes). ``checkpoint`` may be an ``.onnx``
+model from ``python -m iseg.export`` (run with onnxruntime), or ``backend="onnxruntime"`` exports a
+torch checkpoint's network first. Bad input (an unreadable image, a click outside the image, a file
+that is not a checkpoint) is refused with a message naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -29,15 +36,25 @@ MAX_SIZE = 800
 the mask comes back at full size."""
 
 
+class ImageDownscaled(UserWarning):
+    """The network saw a large image scaled down to ``MAX_SIZE`` (the mask is at full size)."""
+
+
 @lru_cache(maxsize=4)
-def _cached_model(path: str, mtime: float) -> nn.Module:
+def _cached_model(path: str, mtime: float) -> object:
+    if Path(path).suffix == ".onnx":
+        from iseg.inference.backends import OnnxRuntimeNetwork
+
+        return OnnxRuntimeNetwork(path)
     from iseg.models.checkpoints import load_model
 
     return load_model(path, map_location="cpu")
 
 
-def load_network(checkpoint: str | Path | nn.Module) -> nn.Module:
-    """The network of a checkpoint path (cached while the file is unchanged), or the network given."""
+def load_network(checkpoint: str | Path | nn.Module) -> nn.Module | object:
+    """The network of a checkpoint path (cached while the file is unchanged), or the network given.
+
+    An ``.onnx`` path gives an :class:`~iseg.inference.backends.OnnxRuntimeNetwork`."""
     if isinstance(checkpoint, nn.Module):
         return checkpoint
     path = Path(checkpoint)
@@ -46,14 +63,26 @@ def load_network(checkpoint: str | Path | nn.Module) -> nn.Module:
     return _cached_model(str(path.resolve()), path.stat().st_mtime)
 
 
+def read_image_file(path: str | Path) -> np.ndarray:
+    """uint8 RGB (H, W, 3) of an image file, or an error naming the file."""
+    from iseg.data.eval.base import read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    return read_image(path)
+
+
 def make_predictor(
     checkpoint: str | Path | nn.Module,
     refiner: str | Refiner = "none",
     settings: str = "ritm",
     device: str | torch.device = "cpu",
+    backend: str | None = None,
 ) -> Predictor:
     """The predictor evaluate.py builds with ``predictor=<settings> refiner=<refiner>``, large images
-    limited to ``MAX_SIZE`` px (``predictor.views.limit_size.max_size``)."""
+    limited to ``MAX_SIZE`` px (``predictor.views.limit_size.max_size``); ``backend`` None is
+    onnxruntime for an ``.onnx`` checkpoint, torch otherwise."""
     from iseg.evaluation.runner import compose_eval_config
 
     overrides = [f"predictor={settings}", f"predictor.views.limit_size.max_size={MAX_SIZE}"]
@@ -61,7 +90,10 @@ def make_predictor(
     config = compose_eval_config(overrides).predictor
     factory = instantiate(config)
     given = {"refiner": refiner} if isinstance(refiner, Refiner) else {}
-    return factory(load_network(checkpoint), device=device, **given)
+    net = load_network(checkpoint)
+    if backend is None:
+        backend = "torch" if isinstance(net, nn.Module) else "onnxruntime"
+    return factory(net, device=device, backend=backend, **given)
 
 
 def as_prompt(prompt: Prompt | Sequence) -> Prompt:
@@ -75,20 +107,37 @@ def as_prompt(prompt: Prompt | Sequence) -> Prompt:
 
 
 def predict(
-    image: np.ndarray,
+    image: np.ndarray | str | Path,
     clicks: Sequence[Prompt | Sequence],
     checkpoint: str | Path | nn.Module,
     refiner: str | Refiner = "none",
     settings: str = "ritm",
     device: str | torch.device = "cpu",
     return_probs: bool = False,
+    backend: str | None = None,
 ) -> np.ndarray:
     """The mask (bool H x W) after ``clicks`` (prompts, or ``(y, x, is_positive)`` tuples) on
-    ``image`` (uint8 RGB H x W x 3); the probabilities (float32) with ``return_probs``."""
+    ``image`` (uint8 RGB H x W x 3, or an image file); the probabilities (float32) with ``return_probs``."""
     if not clicks:
         raise ValueError("predict needs at least one click")
-    predictor = make_predictor(checkpoint, refiner, settings, device)
+    if isinstance(image, (str, Path)):
+        image = read_image_file(image)
+    predictor = make_predictor(checkpoint, refiner, settings, device, backend)
     predictor.set_image(image)
-    for click in clicks:
-        predictor.add(as_prompt(click))
+    height, width = predictor.image_size
+    limit = predictor.views.get("limit_size")
+    scaled = limit.output_size(height, width) if limit is not None else None
+    if scaled is not None:
+        warnings.warn(
+            f"the {height}x{width} image is shown to the network at {scaled[0]}x{scaled[1]} (longer side "
+            f"MAX_SIZE={MAX_SIZE}); the mask comes back at {height}x{width}",
+            ImageDownscaled,
+            stacklevel=2,
+        )
+    for index, click in enumerate(clicks, start=1):
+        try:
+            prompt = as_prompt(click)
+            predictor.add(prompt)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"click {index} of {len(clicks)}: {error}") from error
     return predictor.probs.copy() if return_probs else predictor.mask

@@ -10,7 +10,9 @@ Seams (each a class; none of them is tested by type here):
 - ``inputs``: :class:`~iseg.models.inputs.NetInputs`, what the network takes (default: the
   network's ``default_inputs()``);
 - ``views``: :class:`~iseg.inference.views.View` in forward order, by name;
-- ``refiner``: :class:`~iseg.inference.refiners.Refiner` (default: one forward without gradients).
+- ``refiner``: :class:`~iseg.inference.refiners.Refiner` (default: one forward without gradients);
+- ``backend``: what runs the network, ``"torch"`` or ``"onnxruntime"`` (an exported model,
+  :mod:`~iseg.inference.backends`).
 Undo restores the probabilities and the state of every view and of the refiner.
 
 Rounds: ``commit()`` ends a round, and the current map becomes the committed one. What the next
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iseg.inference.backends import check_refiner, network_backend
 from iseg.inference.refiners import NoRefine, RefineContext, Refiner
 from iseg.inference.views import Frame, View, named_views
 from iseg.interaction.prompts import Prompt, check_prompt
@@ -58,6 +61,8 @@ class Predictor:
     Args:
         net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances``: logits,
             or probabilities when the adapter says so (``inputs.output_space == "probs"``, Forte et al.).
+            With ``backend="onnxruntime"``: an ``.onnx`` path from ``python -m iseg.export`` (or a
+            network, exported in memory first).
         inputs: the method's input adapter; None takes ``net.default_inputs()``.
         views: views in forward order (a sequence, or a name -> view mapping whose None entries are
             off), e.g. ``{"zoom_in": ZoomIn(target_size=400), "flip": Flip()}``.
@@ -66,24 +71,27 @@ class Predictor:
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
         output: the network output holding the logits (``instances``; S2M's per-object
             ``object_logits`` for the multi-object predictor).
+        backend: ``"torch"`` or ``"onnxruntime"`` (CPU; refiners that need gradients are refused).
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | str | Path,
         inputs: NetInputs | None = None,
         views: Sequence[View | None] | Mapping[str, View | None] | None = None,
         refiner: Refiner | None = None,
         device: str | torch.device = "cpu",
         pred_thr: float = 0.49,
         output: str = "instances",
+        backend: str = "torch",
     ):
         self.device = torch.device(device)
         self.output = output
-        self.net = net.to(self.device).eval()
-        self.inputs = inputs_for(net, inputs)
+        self.net = network_backend(net, backend, self.device)
+        self.inputs = inputs_for(self.net, inputs)
         self.views = named_views(views)
         self.refiner = refiner if refiner is not None else NoRefine()
+        check_refiner(self.refiner, self.net)
         self.pred_thr = pred_thr
         self._image: torch.Tensor | None = None
         self._zeros: torch.Tensor | None = None
@@ -91,9 +99,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
-        """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`)."""
+        """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`),
+        or from an ``.onnx`` model (``backend="onnxruntime"`` then)."""
         from iseg.models.checkpoints import load_model
 
+        if Path(path).suffix == ".onnx":
+            return cls(path, device=device, **{"backend": "onnxruntime", **kwargs})
         return cls(load_model(path, map_location="cpu"), device=device, **kwargs)
 
     @property

@@ -4,7 +4,8 @@ An encoder returns a dict of named tensors; a method's input adapter
 (:mod:`iseg.models.inputs`) merges the dicts of its encoders and passes them to the network.
 Encoders are registered by name so that a config or a new method can ask for one
 (``make_encoder("points", net_clicks_limit=4)``); a new prompt encoding is a new class with
-``@register_encoder("name")``.
+``@register_encoder("name")`` and a ``prompt_types`` tuple naming the prompt classes it takes
+(a user interface offers those, see ``NetInputs.prompt_types``).
 
 The maps themselves (disks, distance maps) are drawn inside RITM-lineage networks from the
 (B, 2N, 3) points layout (:mod:`iseg.interaction.encoding`), so that the official state dicts
@@ -25,6 +26,9 @@ PromptLists = Sequence[Sequence[Prompt]]
 
 
 class PromptEncoder(Protocol):
+    prompt_types: tuple[type, ...]
+    """The prompt classes this encoder takes (e.g. ``(Click,)``)."""
+
     def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]: ...
 
 
@@ -67,6 +71,8 @@ class PointsEncoder:
     modes); as in the reference, N is sized from the full lists (capped by the limit) first.
     """
 
+    prompt_types = (Click,)
+
     def __init__(self, net_clicks_limit: int | None = None):
         if net_clicks_limit is not None and net_clicks_limit < 1:
             raise ValueError(f"net_clicks_limit must be >= 1 or None, got {net_clicks_limit}")
@@ -90,6 +96,8 @@ class NewestClickEncoder:
     As FCFI's evaluation builds it: the float32 row converted with ``.long()``, i.e. coordinates
     truncated toward zero after a float32 rounding.
     """
+
+    prompt_types = (Click,)
 
     def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]:
         click_lists = only_clicks(prompt_lists, "newest_click")

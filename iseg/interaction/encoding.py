@@ -27,10 +27,14 @@ def encode_clicks(
     """Encode (B, 2N, 2+) points as (B, 2, H, W) maps: channel 0 positive, channel 1 negative.
 
     Runs a running minimum over click slots instead of materialising a (B, 2N, H, W) tensor,
-    so memory stays at a few (B, H, W) buffers whatever N is.
+    so memory stays at a few (B, H, W) buffers whatever N is. While a graph is exported (ONNX),
+    the same arithmetic runs over all slots at once (:func:`encode_clicks_graph`), since the
+    loop's length and its skipping of empty slots depend on the input.
     """
     if points.dim() != 3 or points.shape[1] % 2:
         raise ValueError(f"points must have shape (B, 2N, 3), got {tuple(points.shape)}")
+    if torch.compiler.is_exporting():
+        return encode_clicks_graph(points, height, width, radius, use_disks, spatial_scale)
     batch, two_n = points.shape[:2]
     num_points = two_n // 2
     points = points.float()
@@ -54,6 +58,37 @@ def encode_clicks(
             best = torch.minimum(best, d2)
         maps.append(best)
     d2 = torch.stack(maps, dim=1)
+    if use_disks:
+        return (d2 <= norm**2).float()
+    return torch.tanh(2 * torch.sqrt(d2))
+
+
+def encode_clicks_graph(
+    points: torch.Tensor,
+    height: int,
+    width: int,
+    radius: float,
+    use_disks: bool = True,
+    spatial_scale: float = 1.0,
+) -> torch.Tensor:
+    """:func:`encode_clicks` without input-dependent control flow, for exported graphs.
+
+    The same float32 operations per pixel and click, on a (B, 2, N, H, W) tensor whose minimum
+    over N (and the 1e6 of "no click") gives the same maps.
+    """
+    batch = points.shape[0]
+    points = points.float().reshape(batch, 2, -1, points.shape[-1])
+    valid = (points[..., :2].amax(dim=-1) >= 0)[..., None, None]
+    rows = torch.arange(height, dtype=torch.float32, device=points.device).view(1, 1, 1, height, 1)
+    cols = torch.arange(width, dtype=torch.float32, device=points.device).view(1, 1, 1, 1, width)
+    norm = radius * spatial_scale
+    dy = rows - (points[..., 0] * spatial_scale)[..., None, None]
+    dx = cols - (points[..., 1] * spatial_scale)[..., None, None]
+    if not use_disks:
+        dy = dy / norm
+        dx = dx / norm
+    d2 = dy * dy + dx * dx
+    d2 = torch.where(valid, d2, torch.full_like(d2, _NO_CLICK)).amin(dim=2).clamp(max=_NO_CLICK)
     if use_disks:
         return (d2 <= norm**2).float()
     return torch.tanh(2 * torch.sqrt(d2))

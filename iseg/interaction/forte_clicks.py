@@ -53,6 +53,8 @@ class ForteClickEncoder:
     """Prompts -> ``click_pixels`` float (B, K, 3): rows (y, x, 1 foreground / 0 background),
     padded with -1 rows to the longest list (K >= 1)."""
 
+    prompt_types = (Click,)
+
     def __call__(self, prompt_lists: PromptLists, device: torch.device | str) -> dict[str, torch.Tensor]:
         rows = [
             [[float(y), float(x), float(prompt.is_positive)] for prompt in prompts for y, x in prompt_pixels(prompt)]

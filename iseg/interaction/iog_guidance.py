@@ -143,6 +143,8 @@ class IOGGuidanceEncoder:
     later click max-combined in order (the refinement branch's correction clicks).
     """
 
+    prompt_types = (InsideOutside, Click)
+
     def __init__(self, size: Sequence[int] = (512, 512), pad: int = CORNER_PAD, fwhm: float = FWHM):
         self.size = (int(size[0]), int(size[1]))
         self.pad = pad

@@ -57,6 +57,8 @@ def scribble_maps(prompts: Sequence[Prompt], size: tuple[int, int], thickness: i
 class ScribbleMapsEncoder:
     """Scribble (and click) prompts -> ``scribbles`` float32 (B, 2, H, W): positive, negative strokes."""
 
+    prompt_types = (Scribble, Click)
+
     def __init__(self, thickness: int = STROKE_THICKNESS, radius: int = DOWN_RADIUS):
         if thickness < 1 or radius < 0:
             raise ValueError(f"thickness must be >= 1 and radius >= 0, got {thickness} and {radius}")

@@ -44,6 +44,11 @@ class NetInputs:
     def __init__(self, encoders: Sequence[PromptEncoder]):
         self.encoders = tuple(encoders)
 
+    def config(self) -> dict[str, object]:
+        """The constructor call that rebuilds this adapter (``_target_`` and arguments, JSON values),
+        e.g. stored in an exported ONNX model so that the predictor can run it without the network."""
+        raise NotImplementedError(f"{type(self).__name__} has no config(): it cannot be stored with an exported model")
+
     def encode(
         self, prompt_lists: PromptLists, device: torch.device | str, size: tuple[int, int] | None = None
     ) -> PromptTensors:
@@ -66,6 +71,17 @@ class NetInputs:
         only the open round's scribbles on top of the committed mask.
         """
         return list(prompts), last
+
+    @property
+    def prompt_types(self) -> tuple[type, ...]:
+        """The prompt classes every encoder of this adapter takes: what a user interface may offer."""
+        accepted: tuple[type, ...] | None = None
+        for encoder in self.encoders:
+            declared = getattr(encoder, "prompt_types", None)
+            if declared is None:
+                raise TypeError(f"prompt encoder {type(encoder).__qualname__} does not declare prompt_types")
+            accepted = tuple(declared) if accepted is None else tuple(t for t in accepted if t in declared)
+        return accepted or ()
 
     def training_prompts(self, batch: Mapping[str, torch.Tensor]) -> PromptTensors:
         """The prompt tensors of a training batch before any simulated pass."""
@@ -111,6 +127,14 @@ class ClickInputs(NetInputs):
     def __init__(self, prev_mask: bool = True, net_clicks_limit: int | None = None):
         super().__init__([PointsEncoder(net_clicks_limit)])
         self.prev_mask = prev_mask
+        self.net_clicks_limit = net_clicks_limit
+
+    def config(self) -> dict[str, object]:
+        return {
+            "_target_": f"{type(self).__module__}.{type(self).__qualname__}",
+            "prev_mask": self.prev_mask,
+            "net_clicks_limit": self.net_clicks_limit,
+        }
 
     def network_image(self, image: torch.Tensor, prev_probs: torch.Tensor) -> torch.Tensor:
         return torch.cat((image, prev_probs), dim=1) if self.prev_mask else image

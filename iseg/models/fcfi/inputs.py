@@ -71,6 +71,10 @@ class FCFIInputs(ClickInputs):
     def __init__(self, net_clicks_limit: int | None = None):
         NetInputs.__init__(self, [PointsEncoder(net_clicks_limit), NewestClickEncoder()])
         self.prev_mask = True
+        self.net_clicks_limit = net_clicks_limit
+
+    def config(self) -> dict[str, object]:
+        return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", "net_clicks_limit": self.net_clicks_limit}
 
     def training_prompts(self, batch: Mapping[str, torch.Tensor]) -> PromptTensors:
         points = batch["points"]

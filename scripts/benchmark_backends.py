@@ -1,0 +1,126 @@
+"""CPU seconds per click of the predictor with PyTorch and with onnxruntime, side by side in one run.
+
+    python scripts/benchmark_backends.py                                   # RITM HRNet18s stand-in, GrabCut
+    python scripts/benchmark_backends.py --checkpoint coco_lvis_h18s_itermask.pth --samples 10
+    python scripts/benchmark_backends.py --onnx model.onnx --checkpoint coco_lvis_h18s_itermask.pth
+
+Both backends run the same network (``--checkpoint``; by default the RITM HRNet18s ITER-M
+architecture with the golden fixture's fill-rule weights, which cost what the released weights
+cost) through the same predictor settings: zoom-in (RITM's, target 400) and flip, on the first
+``--samples`` GrabCut images (``--root``, default ../shared/data/GrabCut), the NoC protocol to
+IoU 0.90 or 20 clicks, ``--threads`` intra-op threads for both (2). The ONNX model is exported
+once first (its export time is printed, not counted), or read from ``--onnx``.
+
+Each backend's loop runs in turn with the same clicks as far as they agree; CPU seconds are user +
+system time of this process over the loop (what the loop costs on a machine shared with other
+work), wall seconds are printed beside them. The last lines say whether both gave the same clicks
+and the largest probability difference over all maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from iseg.data.eval.grabcut import GrabCutDataset  # noqa: E402
+from iseg.evaluation.protocol import ProtocolConfig, evaluate_sample  # noqa: E402
+from iseg.export import export_onnx  # noqa: E402
+from iseg.inference.flip import Flip  # noqa: E402
+from iseg.inference.predictor import Predictor  # noqa: E402
+from iseg.inference.zoom_in import ZoomIn  # noqa: E402
+from iseg.models.checkpoints import load_model  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stand_in_checkpoint(folder: Path) -> Path:
+    """The RITM HRNet18s ITER-M architecture with fill-rule weights (tests/golden.py), official layout."""
+    from tests.golden import load_spec, make_official_checkpoint
+
+    return make_official_checkpoint(load_spec("ritm_hrnet18s_itermask"), folder / "ritm_hrnet18s_itermask_fill_rule.pth")
+
+
+def run_backend(predictor: Predictor, samples: list, protocol: ProtocolConfig) -> tuple[float, float, int, list, list]:
+    """(CPU s, wall s, clicks, clicks per sample, maps per sample) of the protocol over ``samples``."""
+    clicks, maps = [], []
+    add = Predictor.add
+    cpu, wall, count = 0.0, 0.0, 0
+    for sample in samples:
+        predictor.set_image(sample.image)
+        sample_maps: list[np.ndarray] = []
+        predictor.add = lambda prompt, sample_maps=sample_maps: sample_maps.append(add(predictor, prompt)) or sample_maps[-1]
+        cpu_start, wall_start = cpu_seconds(), time.perf_counter()
+        result = evaluate_sample(predictor, sample.gt, protocol)
+        cpu += cpu_seconds() - cpu_start
+        wall += time.perf_counter() - wall_start
+        count += len(result.clicks)
+        clicks.append([(c.y, c.x, c.is_positive) for c in result.clicks])
+        maps.append(sample_maps)
+    return cpu, wall, count, clicks, maps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: HRNet18s fill-rule stand-in)")
+    parser.add_argument("--onnx", type=Path, default=None, help="an exported model of the checkpoint (default: export now)")
+    parser.add_argument("--root", type=Path, default=ROOT.parent / "shared" / "data" / "GrabCut")
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if not args.root.is_dir():
+        sys.exit(f"GrabCut not found at {args.root}: give --root")
+    samples = [GrabCutDataset(args.root)[i] for i in range(args.samples)]
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = args.checkpoint or stand_in_checkpoint(Path(folder))
+        net = load_model(checkpoint, map_location="cpu")
+        onnx_path, export_seconds = args.onnx, None
+        if onnx_path is None:
+            onnx_path = Path(folder) / "model.onnx"
+            start = time.perf_counter()
+            export_onnx(net, onnx_path)
+            export_seconds = time.perf_counter() - start
+        protocol = ProtocolConfig(max_clicks=args.max_clicks, target_iou=0.90)
+        results = {}
+        for backend, model in (("torch", net), ("onnxruntime", onnx_path)):
+            views = {"zoom_in": ZoomIn(target_size=400), "flip": Flip()}
+            results[backend] = run_backend(Predictor(model, views=views, backend=backend), samples, protocol)
+
+    sizes = sorted({s.image.shape[:2] for s in samples})
+    print(f"network          {type(net).__name__} ({checkpoint if args.checkpoint else 'HRNet18s ITER-M, fill-rule weights'})")
+    print(f"setting          GrabCut first {len(samples)} images {sizes[0]}..{sizes[-1]}, zoom-in 400 + flip, "
+          f"NoC to 0.90 / {args.max_clicks} clicks, {args.threads} threads, torch {torch.__version__}")
+    if export_seconds is not None:
+        print(f"ONNX export      {export_seconds:.1f} s wall (not counted)")
+    print(f"{'':17}{'PyTorch':>12}{'onnxruntime':>14}")
+    torch_result, onnx_result = results["torch"], results["onnxruntime"]
+    print(f"{'clicks':17}{torch_result[2]:>12d}{onnx_result[2]:>14d}")
+    print(f"{'CPU s / click':17}{torch_result[0] / torch_result[2]:>12.3f}{onnx_result[0] / onnx_result[2]:>14.3f}")
+    print(f"{'wall s / click':17}{torch_result[1] / torch_result[2]:>12.3f}{onnx_result[1] / onnx_result[2]:>14.3f}")
+    same = torch_result[3] == onnx_result[3]
+    diffs = [
+        float(np.abs(a - b).max())
+        for maps_a, maps_b in zip(torch_result[4], onnx_result[4])
+        for a, b in zip(maps_a, maps_b)
+    ]
+    print(f"same clicks      {'yes' if same else 'NO'}")
+    print(f"max |prob diff|  {max(diffs):.2e} over {len(diffs)} maps")
+
+
+if __name__ == "__main__":
+    main()

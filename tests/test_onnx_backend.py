@@ -1,0 +1,184 @@
+"""ONNX export and the onnxruntime backend: same clicks and probabilities (1e-4) as PyTorch on the
+protocol with zoom-in and flip; named dynamic inputs; the adapter travels in the model; clear refusals.
+
+The tests that need the exported model are slow (one export, shared by the module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'iseg[onnx]')")
+import onnx  # noqa: E402
+
+from iseg.evaluation.protocol import ProtocolConfig, evaluate_sample  # noqa: E402
+from iseg.export import ExportError, export_onnx  # noqa: E402
+from iseg.export.__main__ import main as export_main  # noqa: E402
+from iseg.inference.backends import OnnxRuntimeNetwork  # noqa: E402
+from iseg.inference.brs import FeatureBRS  # noqa: E402
+from iseg.inference.flip import Flip  # noqa: E402
+from iseg.inference.predict import predict  # noqa: E402
+from iseg.inference.predictor import Predictor  # noqa: E402
+from iseg.inference.zoom_in import ZoomIn  # noqa: E402
+from iseg.interaction.prompts import Click  # noqa: E402
+from iseg.models.deeplab_model import DeeplabModel  # noqa: E402
+from iseg.models.inputs import ClickInputs, NetInputs  # noqa: E402
+from tests.test_predictor import GOLDEN
+
+PROTOCOL = ProtocolConfig(max_clicks=4, target_iou=1.01)
+
+
+NET_CONFIG = {
+    "_target_": "iseg.models.deeplab_model.DeeplabModel",
+    "backbone": "resnet34",
+    "deeplab_ch": 32,
+    "aspp_dropout": 0.0,
+    "with_prev_mask": True,
+    "use_rgb_conv": False,
+}
+
+
+def small_deeplab_checkpoint(path: Path) -> DeeplabModel:
+    """A small ITER-M DeepLab (ResNet-34, 32 channels) with seeded weights, saved as iseg's training
+    checkpoint (``net.*`` weights and the network's Hydra config)."""
+    torch.manual_seed(0)
+    net = DeeplabModel(**{k: v for k, v in NET_CONFIG.items() if k != "_target_"}).eval()
+    state = {f"net.{key}": value for key, value in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"net": NET_CONFIG}}, path)
+    return net
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[DeeplabModel, Path]:
+    """The network and its ONNX model, written by the command line (one export for the module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("onnx")
+    net = small_deeplab_checkpoint(folder / "deeplab.ckpt")
+    assert export_main([f"checkpoint={folder / 'deeplab.ckpt'}", "format=onnx"]) == 0
+    torch.set_num_threads(threads)
+    return net, folder / "deeplab.onnx"
+
+
+@pytest.fixture(scope="module")
+def grabcut() -> list[tuple[np.ndarray, np.ndarray]]:
+    with np.load(GOLDEN.with_suffix(".npz")) as data:
+        return [(data[f"image/{name}"], data[f"gt/{name}"]) for name in ("37073.jpg", "memorial.jpg")]
+
+
+def views() -> dict:
+    return {"zoom_in": ZoomIn(target_size=160, min_crop_size=80), "flip": Flip()}
+
+
+def run(predictor: Predictor, image: np.ndarray, gt: np.ndarray) -> tuple[list[Click], list[np.ndarray]]:
+    predictor.set_image(image)
+    maps: list[np.ndarray] = []
+    add = predictor.add
+    predictor.add = lambda prompt: maps.append(add(prompt)) or maps[-1]  # record every map
+    result = evaluate_sample(predictor, gt, PROTOCOL)
+    return result.clicks, maps
+
+
+@pytest.mark.slow  # one export of a small DeepLab (~15 s of CPU), shared by the module
+def test_the_graph_takes_the_adapters_inputs_by_name_with_dynamic_sizes(exported, one_thread) -> None:
+    net, path = exported
+    model = onnx.load(str(path))
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
+    assert shapes == {"image": ["batch", 4, "height", "width"], "points": ["batch", "points_1", 3]}
+    assert [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [
+        "batch", 1, "height", "width",
+    ]
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(metadata["iseg.inputs"]) == net.default_inputs().config()
+    onnx_net = OnnxRuntimeNetwork(path)
+    adapter = onnx_net.default_inputs()
+    assert isinstance(adapter, ClickInputs) and adapter.prev_mask and adapter.net_clicks_limit is None
+    # sizes and click counts other than the export's examples, odd ones included
+    generator = torch.Generator().manual_seed(1)
+    for height, width, clicks in ((37, 151, 1), (160, 240, 7)):
+        image = torch.rand(2, 4, height, width, generator=generator)
+        points = adapter.encode([[Click(5 * k % height, 9 * k % width, k % 3 != 1) for k in range(clicks)]] * 2, "cpu")["points"]
+        with torch.no_grad():
+            expected = torch.sigmoid(net(image, points)["instances"])
+        got = torch.sigmoid(onnx_net(image=image, points=points)["instances"])
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_onnxruntime_gives_the_clicks_and_probabilities_of_pytorch_on_the_protocol(exported, grabcut, one_thread) -> None:
+    net, path = exported
+    with_torch = Predictor(net, views=views())
+    with_onnx = Predictor(path, views=views(), backend="onnxruntime")
+    assert isinstance(with_onnx.net, OnnxRuntimeNetwork)
+    zoomed = 0
+    for image, gt in grabcut:
+        clicks, maps = run(with_torch, image, gt)
+        onnx_clicks, onnx_maps = run(with_onnx, image, gt)
+        assert onnx_clicks == clicks
+        assert len({(c.y, c.x) for c in clicks}) == len(clicks) == PROTOCOL.max_clicks
+        for k, (expected, got) in enumerate(zip(maps, onnx_maps)):
+            np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0, err_msg=f"click {k + 1}")
+        assert 0.0 < maps[-1].mean() < 1.0
+        zoomed += with_onnx.views["zoom_in"].get_state() is not None
+    assert zoomed  # the zoom-in view took part
+
+
+@pytest.mark.slow
+def test_from_checkpoint_and_undo_with_an_onnx_file(exported, grabcut, one_thread) -> None:
+    _, path = exported
+    predictor = Predictor.from_checkpoint(path, views=views())
+    assert isinstance(predictor.net, OnnxRuntimeNetwork)
+    image, _ = grabcut[0]
+    predictor.set_image(image)
+    first = predictor.add(Click(80, 120, True)).copy()
+    predictor.add(Click(20, 30, False))
+    np.testing.assert_array_equal(predictor.undo(), first)
+
+
+@pytest.mark.slow
+def test_predict_takes_the_onnx_file(exported, grabcut, one_thread) -> None:
+    net, path = exported
+    image, _ = grabcut[0]
+    clicks = [(80, 120, True), (20, 30, False)]
+    expected = predict(image, clicks, net, return_probs=True)
+    np.testing.assert_allclose(predict(image, clicks, path, return_probs=True), expected, atol=1e-4, rtol=0)
+
+
+def test_the_cli_names_bad_arguments(tmp_path: Path, capsys) -> None:
+    assert export_main(["checkpoint=net.ckpt", "format=tflite"]) == 2
+    assert "format='tflite' is not supported" in capsys.readouterr().err
+    assert export_main([f"checkpoint={tmp_path / 'nope.pth'}"]) == 2
+    assert "nope.pth does not exist" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    assert export_main([f"checkpoint={tmp_path / 'notes.txt'}"]) == 2
+    assert "cannot be read as a torch checkpoint" in capsys.readouterr().err
+    assert export_main(["checkpoint=x.pth", "opset=17"]) == 2
+    assert "unknown argument 'opset=17'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_refusals_are_clear(exported, tmp_path: Path) -> None:
+    net, path = exported
+    with pytest.raises(ValueError, match="FeatureBRS optimises through the network's gradients"):
+        Predictor(path, refiner=FeatureBRS("C"), backend="onnxruntime")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Predictor(path, backend="onnxruntime", device="cuda")
+    with pytest.raises(TypeError, match="give backend='onnxruntime'"):
+        Predictor(path)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Predictor(net, backend="tensorrt")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.onnx: not an ONNX model"):
+        OnnxRuntimeNetwork(tmp_path / "junk.onnx")
+
+    class Unstorable(NetInputs):
+        def __init__(self) -> None:
+            super().__init__([])
+
+    with pytest.raises(ExportError, match="Unstorable has no config"):
+        export_onnx(net, inputs=Unstorable())
