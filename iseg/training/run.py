@@ -23,6 +23,7 @@ from iseg.runtime import (
     thread_settings,
 )
 from iseg.training.checkpointing import check_resume_checkpoint
+from iseg.training.resume import RunRecord, carry_wandb_run, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,15 @@ def _train(cfg: DictConfig) -> float | None:
         datamodule: L.LightningDataModule = instantiate(cfg.data)
         model: L.LightningModule = instantiate(cfg.model)
         model.record_config(cfg.model)  # the network's config travels in the checkpoint (load_model rebuilds it)
-        callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+        ckpt_path = resolve_ckpt_path(cfg, _output_dir(cfg))
+        if ckpt_path:
+            checkpoint = check_resume_checkpoint(ckpt_path, model)
+            carry_wandb_run(cfg.get("logger"), checkpoint)  # the resumed run continues the same W&B run
+            del checkpoint
+        # every checkpoint records the versions, the git commit and the config that produced it
+        callbacks = [*instantiate_group(cfg.get("callbacks"), "callbacks"), RunRecord(cfg)]
         loggers = instantiate_group(cfg.get("logger"), "logger")
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-        if cfg.get("ckpt_path"):
-            check_resume_checkpoint(cfg.ckpt_path, model)
     log_hyperparameters(cfg, model, trainer)
 
     report_keys = [f"val/{k}" for k in cfg.get("report_metrics", ["noc85", "noc90"])]
@@ -134,7 +139,7 @@ def _train(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("validate_before_training", False) and not trainer.fast_dev_run:
             before = _protocol_metrics(trainer.validate(model, datamodule=datamodule, verbose=False))
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         if before:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
