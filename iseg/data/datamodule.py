@@ -116,6 +116,8 @@ class InteractiveDataModule(L.LightningDataModule):
     def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
         items = SeededItems(dataset, self.stream_key(stream))
         train = stream == "train"
+        # overfitting a few batches (trainer.overfit_batches, debug=overfit) means the same items every epoch
+        overfit = bool(getattr(self.trainer, "overfit_batches", 0))
         return ExpandingDataLoader(
             items,
             batch_size=self.per_device(batch_size),
@@ -128,7 +130,7 @@ class InteractiveDataModule(L.LightningDataModule):
             # training: numbered epochs (the trainer's epoch when Lightning rebuilds the loader);
             # validation: the same items every time (epoch 0)
             first_epoch=int(getattr(self.trainer, "current_epoch", 0) or 0) if train else 0,
-            count_epochs=train,
+            count_epochs=train and not overfit,
             epoch_batches=self._epoch_batches if train else None,
         )
 

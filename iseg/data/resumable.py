@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from iseg.data.interactive_dataset import InteractiveDataset
 
@@ -82,8 +82,11 @@ class _SkippingBatches:
 class ResumableDataLoader(DataLoader):
     """A ``DataLoader`` of :class:`SeededItems` whose epochs are numbered and resumable.
 
-    Each ``iter()`` is one epoch: the items' epoch is set, the shuffle generator (``generator``,
-    required) re-seeded from it, and a sampler with ``set_epoch`` told of it. ``state_dict()`` (saved
+    Each ``iter()`` is one epoch: the items' epoch is set, the shuffle order re-seeded from it (a
+    ``RandomSampler`` with a generator of its own, so the order does not depend on whether workers
+    persist), and a sampler with ``set_epoch`` (``DistributedSampler``) told of it. ``generator``
+    (required) is re-seeded too: torch draws the workers' base seeds from it, never from the global
+    generator the training uses. ``state_dict()`` (saved
     by Lightning in every checkpoint) records the epoch and the batches yielded so far;
     ``load_state_dict`` makes the next ``iter()`` continue there.
 
@@ -108,6 +111,8 @@ class ResumableDataLoader(DataLoader):
             raise TypeError(f"ResumableDataLoader needs SeededItems, got {type(dataset).__name__}")
         if kwargs.get("generator") is None:
             raise ValueError("ResumableDataLoader needs a generator (re-seeded every epoch)")
+        if kwargs.get("shuffle") and kwargs.get("sampler") is None and kwargs.get("batch_sampler") is None:
+            kwargs["shuffle"], kwargs["sampler"] = None, RandomSampler(dataset, generator=torch.Generator())
         super().__init__(dataset, *args, **kwargs)
         self.first_epoch = first_epoch
         self.count_epochs = count_epochs
@@ -133,6 +138,8 @@ class ResumableDataLoader(DataLoader):
         self._epoch, self._yielded = epoch, skip
         self.dataset.set_epoch(epoch)
         self.generator.manual_seed(self.dataset.epoch_seed(epoch))
+        if isinstance(self.sampler, RandomSampler) and self.sampler.generator is not None:
+            self.sampler.generator.manual_seed(self.dataset.epoch_seed(epoch))
         if self._batches is not None:
             self._batches.epoch, self._batches.skip = epoch, skip
         elif skip:
