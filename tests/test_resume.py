@@ -154,3 +154,40 @@ def test_ckpt_path_last_names_the_newest_run_and_says_where_it_looked(tmp_path):
         os.utime(path, (mtime, mtime))
     assert find_last_checkpoint(tmp_path, "train") == newer
     assert find_last_checkpoint(tmp_path, "train", exclude=tmp_path / "train" / "multiruns" / "b" / "0") == older
+
+
+# ----------------------------------------------------------------------------------- W&B run id
+
+
+def test_the_checkpoints_wandb_run_is_carried_unless_an_id_is_configured():
+    from omegaconf import OmegaConf
+
+    from iseg.training.resume import carry_wandb_run
+
+    loggers = OmegaConf.create({"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger"},
+                                "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "id": None}})
+    assert carry_wandb_run(loggers, {"wandb_run_id": "abc123"}) == "abc123"
+    assert loggers.wandb.id == "abc123" and loggers.wandb.resume == "allow"
+    configured = OmegaConf.create({"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger", "id": "mine"}})
+    assert carry_wandb_run(configured, {"wandb_run_id": "abc123"}) is None and configured.wandb.id == "mine"
+    assert carry_wandb_run(loggers, {}) is None, "a checkpoint of a run without W&B carries nothing"
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    first = tmp_path / "first"
+    train(compose_train_config(first, ["logger=wandb", "model.protocol_samples=1"]))
+    (run_dir,) = (first / "wandb").glob("offline-run-*")
+    run_id = run_dir.name.rsplit("-", 1)[1]
+    checkpoint = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["wandb_run_id"] == run_id
+
+    train(compose_train_config(tmp_path / "second", [
+        "logger=wandb", "model.protocol_samples=1", "trainer.max_epochs=2", f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+    ]))
+    (resumed,) = (tmp_path / "second" / "wandb").glob("offline-run-*")
+    assert resumed.name.endswith(f"-{run_id}"), (resumed.name, run_id)
