@@ -161,6 +161,9 @@ def _train(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
+    monitor = trainer.checkpoint_callback
+    if not before and getattr(monitor, "monitor", None) == name and getattr(monitor, "best_model_score", None) is not None:
+        metrics[name] = float(monitor.best_model_score)  # the best epoch's value (the kept checkpoint's), for sweeps
     if name not in metrics:
         raise KeyError(f"optimized_metric '{name}' was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
