@@ -69,3 +69,47 @@ def test_hparams_search_config_composes(tmp_path):
     assert cfg.optimized_metric == "val/noc90"
     assert set(sweeper.params) == {"model.optimizer.lr", "data.batch_size", "model.max_num_next_clicks",
                                    "data.train_dataset.sampler.max_num_points", "data.train_dataset.sampler.prob_gamma"}
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_two_jobs(tmp_path):
+    """The local double of hydra/launcher=submitit_slurm: each job a process started by submitit."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    process = _run(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "seed=1,2"], tmp_path)
+    assert process.returncode == 0, process.stderr[-4000:]
+    sweep = tmp_path / "sweep"
+    for job in (0, 1):
+        assert (sweep / str(job) / "checkpoints" / "last.ckpt").is_file(), sorted(p.name for p in sweep.rglob("*"))
+        record = json.loads((sweep / "job_returns" / f"{job}.json").read_text())
+        assert record["status"] == "completed" and record["overrides"][0] == f"seed={job + 1}"
+    assert list((sweep / ".submitit").glob("*/*_result.pkl")), "the jobs ran through submitit"
+
+
+def test_submitit_slurm_asks_one_task_per_gpu(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from omegaconf import OmegaConf
+
+    cfg = compose_train_config(tmp_path, ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=8",
+                                          "trainer.num_nodes=2"], tiny=False)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 8, 8)
+
+
+def test_ddp_inside_a_multirun_is_refused_unless_submitit_starts_the_ranks(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    from iseg.training.run import _refuse_multirun_ddp
+
+    def multirun(overrides):
+        cfg = compose_train_config(tmp_path, ["trainer=ddp", *overrides], tiny=False)
+        with read_write(cfg.hydra):
+            cfg.hydra.mode = RunMode.MULTIRUN
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    with pytest.raises(ValueError, match="cannot run inside a Hydra multirun"):
+        _refuse_multirun_ddp(multirun([]))
+    _refuse_multirun_ddp(multirun(["hydra/launcher=submitit_slurm", "trainer.devices=2"]))  # SLURM tasks are the ranks

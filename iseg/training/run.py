@@ -66,6 +66,9 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
         from hydra.types import RunMode
 
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        # submitit's launchers start every rank as a task of its own (Lightning's SLURM environment)
+        launcher = str(HydraConfig.get().launcher.get("_target_", "")) if multirun else ""
+        multirun = multirun and "submitit" not in launcher
     except ValueError:
         multirun = False
     strategy = str(cfg.trainer.get("strategy", "auto"))
