@@ -60,6 +60,9 @@ def provenance(config: Any = None) -> dict[str, Any]:
         from omegaconf import DictConfig, ListConfig, OmegaConf
 
         if isinstance(config, (DictConfig, ListConfig)):
-            config = OmegaConf.to_container(config, resolve=True)
+            try:
+                config = OmegaConf.to_container(config, resolve=True)
+            except Exception:  # an interpolation that needs Hydra's runtime: the config as written
+                config = OmegaConf.to_container(config, resolve=False)
         record["config"] = config
     return record
