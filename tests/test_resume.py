@@ -23,12 +23,11 @@ from iseg.training.resume import find_last_checkpoint
 from iseg.training.run import train
 from tests.conftest import ROOT, TINY_OVERRIDES, compose_train_config
 
-# 2 epochs of 3 steps; a step checkpoint after every step; deterministic algorithms
+# 2 epochs of 3 steps; deterministic algorithms
 RUN = [
     "data.train_dataset.epoch_len=12",
     "trainer.max_epochs=2",
     "trainer.deterministic=true",
-    "callbacks.step_checkpoint.every_n_train_steps=1",
     "threads=1",
 ]
 
@@ -50,32 +49,41 @@ def _net_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize(
+    "step_checkpoints, saved, loader_state",
+    [
+        (1, (1, 4), {"epoch": 1, "batches": 1}),  # a step checkpoint after every step: last.ckpt is step 4's
+        (0, (0, 3), {"epoch": 0, "batches": 3}),  # epoch checkpoints only: last.ckpt is epoch 0's end
+    ],
+    ids=["mid-epoch", "epoch-end"],
+)
+def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, step_checkpoints, saved, loader_state):
     logs = tmp_path / "logs"
-    # the run, killed by SIGKILL at global step 5 (epoch 1, second batch): last.ckpt is step 4's
+    run = [*RUN, f"callbacks.step_checkpoint.every_n_train_steps={step_checkpoints}"]
+    # the run, killed by SIGKILL at global step 5 (epoch 1, second batch)
     killed = logs / "train" / "runs" / "killed"
-    command = [sys.executable, "train.py", *TINY_OVERRIDES, *RUN, f"paths.log_dir={logs}", f"hydra.run.dir={killed}",
+    command = [sys.executable, "train.py", *TINY_OVERRIDES, *run, f"paths.log_dir={logs}", f"hydra.run.dir={killed}",
                "+callbacks.kill._target_=tests.resume_helpers.KillAt", "+callbacks.kill.step=5"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     # meanwhile the uninterrupted run (in its own log folder, so that it is no candidate for ckpt_path=last)
     straight = tmp_path / "straight"
-    train(compose_train_config(straight, [*RUN, f"paths.log_dir={tmp_path / 'other'}"]))
+    train(compose_train_config(straight, [*run, f"paths.log_dir={tmp_path / 'other'}"]))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == -signal.SIGKILL, output[-3000:]
     last = killed / "checkpoints" / "last.ckpt"
     state = torch.load(last, map_location="cpu", weights_only=False)
-    assert (state["epoch"], state["global_step"]) == (1, 4), "the step checkpoint of step 4 (mid-epoch 1)"
-    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches": 1}]
+    assert (state["epoch"], state["global_step"]) == saved
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [loader_state]
     # what produced it: versions, commit and config travel in the checkpoint
     assert state["provenance"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert state["provenance"]["config"]["trainer"]["max_epochs"] == 2
-    assert "train_metric_states" in state, "mid-epoch: the running training means are saved"
+    assert ("train_metric_states" in state) == (step_checkpoints == 1), "mid-epoch only: the running training means"
 
     # resumed with ckpt_path=last: picks the killed run's checkpoint (newer than the straight run's)
     assert find_last_checkpoint(logs, "train") == last
     resumed = logs / "train" / "runs" / "resumed"
-    value = train(compose_train_config(resumed, [*RUN, f"paths.log_dir={logs}", "ckpt_path=last"]))
+    value = train(compose_train_config(resumed, [*run, f"paths.log_dir={logs}", "ckpt_path=last"]))
 
     final, expected = _net_state(resumed / "checkpoints" / "last.ckpt"), _net_state(straight / "checkpoints" / "last.ckpt")
     assert final.keys() == expected.keys()
@@ -83,10 +91,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path):
         assert torch.equal(final[name], tensor), f"{name} differs from the uninterrupted run"
     straight_metrics, resumed_metrics = _metrics(straight), _metrics(resumed)
     assert resumed_metrics, "the resumed run logged nothing"
-    for key, number in resumed_metrics.items():  # every value logged after the resume (steps 5-6, epoch 1)
+    for key, number in resumed_metrics.items():  # every value logged after the resume (epoch 1)
         assert number == straight_metrics[key], f"{key}: resumed {number} != uninterrupted {straight_metrics[key]}"
     assert ("train/loss_epoch", "5") in resumed_metrics, "epoch 1's training mean, over all its batches"
-    assert ("val/noc90", "5") in resumed_metrics and ("train/loss_step", "4") in resumed_metrics
+    assert ("val/noc90", "5") in resumed_metrics and ("train/loss_step", "5") in resumed_metrics
     assert value == straight_metrics[("val/noc90", "5")]
 
 

@@ -15,6 +15,11 @@ import yaml
 from iseg.sweeps import study_results
 from tests.conftest import ROOT, TINY_OVERRIDES, compose_train_config
 
+# conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's option of that name (see iseg/launchers.py)
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:\s*'hydra/launcher/submitit_slurm' is validated against ConfigStore schema:UserWarning"
+)
+
 SHORT = [*TINY_OVERRIDES, "data.train_dataset.epoch_len=32", "++trainer.limit_train_batches=1", "threads=1"]
 
 

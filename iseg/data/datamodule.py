@@ -1,8 +1,8 @@
 """Lightning data module: train/val loaders of click-training items and the protocol's evaluation view.
 
 ``batch_size`` is the global batch of the paper recipes (e.g. 32 on one GPU, 28 on two); each rank
-loads ``batch_size / world_size``, like the reference's DataParallel split. Loader randomness is derived from (seed, rank, loader, epoch, index): every item is drawn from generators
-seeded by these (:class:`~iseg.data.resumable.SeededItems`, so an item does not depend on the number
+loads ``batch_size / world_size``, like the reference's DataParallel split. Loader randomness is
+derived from (seed, rank, loader, epoch, index): every item is drawn from generators seeded by these (:class:`~iseg.data.resumable.SeededItems`, so an item does not depend on the number
 of workers), the shuffle order from (seed, rank, loader, epoch). The training loader is resumable
 (:class:`~iseg.data.resumable.ResumableDataLoader`): a run restored from a checkpoint continues
 with the epoch and batch it had reached, with the same items. Validation items are the same at
@@ -112,6 +112,13 @@ class InteractiveDataModule(L.LightningDataModule):
         batches = getattr(trainer, "num_training_batches", None) if trainer is not None else None
         return batches if isinstance(batches, (int, float)) and batches > 0 else None
 
+    def _fit_epoch(self) -> int | None:
+        """The epoch the trainer's fit loop is about to run (None outside ``fit``), also right after a restore."""
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if fit_loop is None or not getattr(self.trainer, "training", False):
+            return None
+        return int(fit_loop.epoch_progress.current.processed)
+
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
         items = SeededItems(dataset, self.stream_key(stream))
@@ -131,6 +138,7 @@ class InteractiveDataModule(L.LightningDataModule):
             # validation: the same items every time (epoch 0)
             first_epoch=int(getattr(self.trainer, "current_epoch", 0) or 0) if train else 0,
             count_epochs=train and not overfit,
+            epoch_source=self._fit_epoch if train else None,
             epoch_batches=self._epoch_batches if train else None,
         )
 

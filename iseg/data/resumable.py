@@ -93,6 +93,8 @@ class ResumableDataLoader(DataLoader):
     Args:
         first_epoch: number of the first epoch (a loader rebuilt by Lightning mid-run gets the trainer's epoch).
         count_epochs: False makes every iteration ``first_epoch`` again (validation: the same items each time).
+        epoch_source: callable giving the number of the epoch about to run (the trainer's), or None
+            when it does not know; the loader's own count is used then. A loaded state comes first.
         epoch_batches: callable giving the number of batches that make an epoch (the trainer's, with
             ``limit_train_batches``); ``len(loader)`` when None or when it gives None.
         Other arguments: as ``DataLoader``'s.
@@ -104,6 +106,7 @@ class ResumableDataLoader(DataLoader):
         *args: Any,
         first_epoch: int = 0,
         count_epochs: bool = True,
+        epoch_source: Callable[[], int | None] | None = None,
         epoch_batches: Callable[[], int | float | None] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -116,6 +119,8 @@ class ResumableDataLoader(DataLoader):
         super().__init__(dataset, *args, **kwargs)
         self.first_epoch = first_epoch
         self.count_epochs = count_epochs
+        self.epoch_source = epoch_source
+        self._loaded = False
         self.epoch_batches = epoch_batches
         self._next_epoch = first_epoch
         self._skip_next = 0
@@ -134,6 +139,10 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         epoch, skip = self._next_epoch, self._skip_next
+        told = self.epoch_source() if self.epoch_source is not None and self.count_epochs and not self._loaded else None
+        if told is not None:
+            epoch = int(told)
+        self._loaded = False
         self._next_epoch, self._skip_next = epoch + int(self.count_epochs), 0
         self._epoch, self._yielded = epoch, skip
         self.dataset.set_epoch(epoch)
@@ -169,3 +178,4 @@ class ResumableDataLoader(DataLoader):
             self._next_epoch, self._skip_next = epoch + 1, 0
         else:
             self._next_epoch, self._skip_next = epoch, batches
+        self._loaded = True
