@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 # light (hydra and omegaconf only); also registers the resolver of the --help template
 from iseg.runtime import user_errors
+from iseg.launchers import quiet_schema_matching
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -18,4 +19,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    quiet_schema_matching()
     main()

@@ -295,6 +295,9 @@ def test_evaluate_py_on_a_folder_set(checkpoint, folder_set, tmp_path) -> None:
     assert len(list((tmp_path / "examples" / "folder").glob("*.png"))) == 1
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["checkpoint"] == str(checkpoint) and document["world_size"] == 1
+    provenance = document["provenance"]  # what produced the numbers
+    assert provenance["packages"]["torch"] and provenance["config"]["protocol"]["max_clicks"] == 3
+    assert provenance["git"] is None or len(provenance["git"]["commit"]) == 40
     assert [s["name"] for s in document["datasets"]["folder"]["samples"]] == ["img0.png", "img1.png", "img2.png"]
     assert (tmp_path / "table.txt").read_text().strip() in result.stdout
 

@@ -2,9 +2,11 @@
 
 ``batch_size`` is the global batch of the paper recipes (e.g. 32 on one GPU, 28 on two); each rank
 loads ``batch_size / world_size``, like the reference's DataParallel split. Loader randomness is
-derived from (seed, rank, loader) so that a run repeats: the main-process dataset is seeded when
-the loader is built, and each worker re-seeds its copy from the torch worker seed, which comes from
-the loader's seeded generator (different per worker and per epoch).
+derived from (seed, rank, loader, epoch, index): every item is drawn from generators seeded by these (:class:`~iseg.data.resumable.SeededItems`, so an item does not depend on the number
+of workers), the shuffle order from (seed, rank, loader, epoch). The training loader is resumable
+(:class:`~iseg.data.resumable.ResumableDataLoader`): a run restored from a checkpoint continues
+with the epoch and batch it had reached, with the same items. Validation items are the same at
+every validation.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ import os
 from collections.abc import Iterator
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from iseg.data.interactive_dataset import CompactItems, EvaluationView, InteractiveDataset, expand_item, seed_worker
+from iseg.data.interactive_dataset import EvaluationView, InteractiveDataset, expand_item
+from iseg.data.resumable import ResumableDataLoader, SeededItems
 
 _STREAMS = {"train": 0, "val": 1}
 
 
-class ExpandingDataLoader(DataLoader):
-    """Loader of ``CompactItems``: workers collate uint8 images, the main process expands each batch.
+class ExpandingDataLoader(ResumableDataLoader):
+    """Loader of compact items (``SeededItems``): workers collate uint8 images, the main process expands each batch.
 
     Yields the float batches of ``InteractiveDataset`` items (``expand_item``), bit for bit; moving a
     quarter of the bytes through shared memory is what lets 2 workers keep up (see
@@ -100,24 +102,44 @@ class InteractiveDataModule(L.LightningDataModule):
             return int(self.seed)
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
-    def _stream_seed(self, stream: str) -> int:
-        state = np.random.SeedSequence([self.base_seed(), self.rank, _STREAMS[stream]]).generate_state(2, np.uint32)
-        return int(state[0]) << 32 | int(state[1])
+    def stream_key(self, stream: str) -> list[int]:
+        """The integers that name a loader's random stream: base seed, rank, loader."""
+        return [self.base_seed(), self.rank, _STREAMS[stream]]
+
+    def _epoch_batches(self) -> int | float | None:
+        """Batches in a training epoch as the trainer runs it (``limit_train_batches`` included)."""
+        trainer = self.trainer
+        batches = getattr(trainer, "num_training_batches", None) if trainer is not None else None
+        return batches if isinstance(batches, (int, float)) and batches > 0 else None
+
+    def _fit_epoch(self) -> int | None:
+        """The epoch the trainer's fit loop is about to run (None outside ``fit``), also right after a restore."""
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if fit_loop is None or not getattr(self.trainer, "training", False):
+            return None
+        return int(fit_loop.epoch_progress.current.processed)
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
-        seed = self._stream_seed(stream)
-        dataset.seed(seed)
+        items = SeededItems(dataset, self.stream_key(stream))
+        train = stream == "train"
+        # overfitting a few batches (trainer.overfit_batches, debug=overfit) means the same items every epoch
+        overfit = bool(getattr(self.trainer, "overfit_batches", 0))
         return ExpandingDataLoader(
-            CompactItems(dataset),
+            items,
             batch_size=self.per_device(batch_size),
             shuffle=stream == "train",
             drop_last=stream == "train",
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
-            worker_init_fn=seed_worker,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator(),
+            # training: numbered epochs (the trainer's epoch when Lightning rebuilds the loader);
+            # validation: the same items every time (epoch 0)
+            first_epoch=int(getattr(self.trainer, "current_epoch", 0) or 0) if train else 0,
+            count_epochs=train and not overfit,
+            epoch_source=self._fit_epoch if train else None,
+            epoch_batches=self._epoch_batches if train else None,
         )
 
     def train_dataloader(self) -> DataLoader:

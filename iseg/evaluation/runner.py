@@ -416,6 +416,7 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
     from hydra.utils import instantiate
 
     from iseg.evaluation.report import write_reports
+    from iseg.provenance import provenance
     from iseg.evaluation.wandb_report import log_evaluations
     from iseg.runtime import finish_wandb, instantiate_group
 
@@ -443,6 +444,8 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
             "predictor": OmegaConf.to_container(cfg.predictor, resolve=True),
             "world_size": fabric.world_size,
             "device": str(fabric.device),
+            # package versions, git commit and the full config that produced these numbers
+            "provenance": provenance(cfg),
         }
         outputs = write_reports(evaluations, Path(cfg.paths.output_dir), meta, formats)
         print(outputs.table, flush=True)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MeanMetric
 
 from iseg.evaluation.distributed import shard_for_rank
 from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
@@ -34,6 +35,7 @@ from iseg.interaction.robots import Robot
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
 from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
+from iseg.training.resume import random_state, restore_generator, restore_torch_random_state
 
 
 class InteractiveModule(L.LightningModule):
@@ -99,9 +101,20 @@ class InteractiveModule(L.LightningModule):
                 "loss_check": loss_check,
             }
         )
+        # per-stage running means (batch-size weighted) whose states torchmetrics syncs across ranks:
+        # an epoch value is the mean over every sample of every rank, not a mean of per-rank means
+        self.stage_metrics = nn.ModuleDict(
+            {
+                _metric_key(f"{stage}/{name}"): MeanMetric()
+                for stage in ("train", "val")
+                for name in ["loss", "iou", *(f"loss_{n}" for n in self.loss_terms)]
+            }
+        )
         self.logged_samples: list[dict] = []
         self.last_protocol_metrics: dict[str, float] = {}
         self._rng: np.random.Generator | None = None
+        self._val_rng: np.random.Generator | None = None
+        self._restored_random_state: dict[str, Any] | None = None
 
     def record_config(self, config: DictConfig | Mapping[str, Any]) -> None:
         """Keep the module's Hydra config in the checkpoint: ``hyper_parameters['net']`` is what
@@ -113,11 +126,45 @@ class InteractiveModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     @property
     def rng(self) -> np.random.Generator:
-        """Click-simulation randomness: seeded from torch's seed and the rank so runs repeat."""
+        """Training click-simulation randomness: seeded from torch's seed and the rank so runs repeat;
+        its state travels in checkpoints, so a resumed run continues the same stream."""
         if self._rng is None:
             seed = (torch.initial_seed() + 1000003 * self.global_rank) % 2**63
             self._rng = np.random.default_rng(seed)
         return self._rng
+
+    def on_validation_epoch_start(self) -> None:
+        # validation simulates the same clicks every time, and leaves the training stream alone
+        self._val_rng = np.random.default_rng([torch.initial_seed() % 2**63, self.global_rank, 1])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["random_state"] = random_state(self.rng)
+        trainer = self._trainer
+        if trainer is not None and trainer.training and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # mid-epoch: the epoch's running training means go on after a resume
+            checkpoint["train_metric_states"] = {
+                key: {name: value.detach().clone() for name, value in metric.metric_state.items()}
+                for key, metric in self.stage_metrics.items()
+                if key.startswith("train_")
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the click stream now; torch's generators when training starts (not when a checkpoint is only read)
+        state = checkpoint.get("random_state")
+        if state is not None:
+            self._rng = restore_generator(state)
+            self._restored_random_state = state
+        for key, states in checkpoint.get("train_metric_states", {}).items():
+            if key in self.stage_metrics:
+                metric = self.stage_metrics[key]
+                for name, value in states.items():
+                    setattr(metric, name, value)
+                metric._update_count = 1  # it has been updated (torchmetrics warns on compute otherwise)
+
+    def on_train_start(self) -> None:
+        if self._restored_random_state is not None:
+            restore_torch_random_state(self._restored_random_state)
+            self._restored_random_state = None
 
     def forward(
         self, images: torch.Tensor, prompts: PromptTensors, prev_masks: torch.Tensor | None = None, step: int = 0
@@ -127,13 +174,16 @@ class InteractiveModule(L.LightningModule):
             prev_masks = torch.zeros_like(images[:, :1])
         return self.net(**self.inputs(images, prev_masks, prompts, step, training=True))
 
-    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def interactive_forward(
+        self, batch: Mapping[str, torch.Tensor], rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """ITER-M: a random number of gradient-free click passes, then the trained forward."""
+        rng = self.rng if rng is None else rng
         images, gt = batch["images"], batch["instances"]
-        num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
+        num_iters = int(rng.integers(0, self.max_num_next_clicks + 1))
         prompts = self.inputs.training_prompts(batch)
         prev_masks, prompts = simulate_iterative_clicks(
-            self.net, self.inputs, images, gt, prompts, num_iters, self.rng, self.inputs.training_prev_mask(batch),
+            self.net, self.inputs, images, gt, prompts, num_iters, rng, self.inputs.training_prev_mask(batch),
             click_rule=self.click_rule,
         )
         return self(images, prompts, prev_masks, step=num_iters)
@@ -155,7 +205,9 @@ class InteractiveModule(L.LightningModule):
 
     def _shared_step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         gt = batch["instances"]
-        outputs = self.interactive_forward(batch)
+        if stage != "train" and self._val_rng is None:
+            self.on_validation_epoch_start()
+        outputs = self.interactive_forward(batch, self.rng if stage == "train" else self._val_rng)
         loss, logs = self.losses(outputs, gt, stage)
         if self.loss_check and not torch.isfinite(loss):
             raise FloatingPointError(
@@ -164,9 +216,13 @@ class InteractiveModule(L.LightningModule):
                 "lower the learning rate or check the inputs of this batch"
             )
         logs[f"{stage}/iou"] = batch_iou(self.inputs.probabilities(outputs).detach(), gt)
-        options = {"on_step": stage == "train", "on_epoch": True, "batch_size": gt.shape[0], "sync_dist": stage != "train"}
-        self.log_dict(logs, **options)
-        self.log(f"{stage}/loss", loss, prog_bar=True, **options)
+        logs[f"{stage}/loss"] = loss
+        batch_size = gt.shape[0]
+        for name, value in logs.items():
+            metric = self.stage_metrics[_metric_key(name)]
+            metric(value.detach(), batch_size)  # updates the epoch state; the batch value for on_step logging
+            self.log(name, metric, on_step=stage == "train", on_epoch=True, batch_size=batch_size,
+                     prog_bar=name == f"{stage}/loss")
         return loss
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -250,6 +306,11 @@ class InteractiveModule(L.LightningModule):
         if self._scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self._scheduler_factory(optimizer), "interval": "epoch"}}
+
+
+def _metric_key(name: str) -> str:
+    """A logged name's key in the metrics' ModuleDict: 'train/loss' -> 'train_loss' (no dots or slashes)."""
+    return name.replace("/", "_").replace(".", "_")
 
 
 def batch_iou(probs: torch.Tensor, gt: torch.Tensor, threshold: float = 0.49) -> torch.Tensor:

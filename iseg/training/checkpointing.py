@@ -126,8 +126,8 @@ def _quoted(path: Path) -> str:
     return f"\"'{text}'\"" if "=" in text else text
 
 
-def check_resume_checkpoint(path: str | os.PathLike, module: L.LightningModule) -> None:
-    """Refuse a ``ckpt_path`` that cannot resume this run, with a short reason.
+def check_resume_checkpoint(path: str | os.PathLike, module: L.LightningModule) -> dict[str, Any]:
+    """The checkpoint at ``ckpt_path``; refuses one that cannot resume this run, with a short reason.
 
     A missing path or a directory (listing the checkpoints in it), a file that is not an iseg
     training checkpoint (e.g. an official RITM/FCFI/f-BRS file), or one whose network does not fit
@@ -151,11 +151,11 @@ def check_resume_checkpoint(path: str | os.PathLike, module: L.LightningModule) 
         )
     net = getattr(module, "net", None)
     if not isinstance(net, torch.nn.Module):
-        return
+        return checkpoint
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     expected = net.state_dict()
     if state.keys() == expected.keys() and all(state[k].shape == v.shape for k, v in expected.items()):
-        return
+        return checkpoint
     try:  # raises before loading anything, since something differs
         load_state_dict_strict(net, state)
     except CheckpointError as error:

@@ -23,6 +23,7 @@ from iseg.runtime import (
     thread_settings,
 )
 from iseg.training.checkpointing import check_resume_checkpoint
+from iseg.training.resume import RunRecord, carry_wandb_run, resolve_ckpt_path
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ def _refuse_multirun_ddp(cfg: DictConfig) -> None:
         from hydra.types import RunMode
 
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        # submitit's launchers start every rank as a task of its own (Lightning's SLURM environment)
+        launcher = str(HydraConfig.get().launcher.get("_target_", "")) if multirun else ""
+        multirun = multirun and "submitit" not in launcher
     except ValueError:
         multirun = False
     strategy = str(cfg.trainer.get("strategy", "auto"))
@@ -122,11 +126,15 @@ def _train(cfg: DictConfig) -> float | None:
         datamodule: L.LightningDataModule = instantiate(cfg.data)
         model: L.LightningModule = instantiate(cfg.model)
         model.record_config(cfg.model)  # the network's config travels in the checkpoint (load_model rebuilds it)
-        callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+        ckpt_path = resolve_ckpt_path(cfg, _output_dir(cfg))
+        if ckpt_path:
+            checkpoint = check_resume_checkpoint(ckpt_path, model)
+            carry_wandb_run(cfg.get("logger"), checkpoint)  # the resumed run continues the same W&B run
+            del checkpoint
+        # every checkpoint records the versions, the git commit and the config that produced it
+        callbacks = [*instantiate_group(cfg.get("callbacks"), "callbacks"), RunRecord(cfg)]
         loggers = instantiate_group(cfg.get("logger"), "logger")
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-        if cfg.get("ckpt_path"):
-            check_resume_checkpoint(cfg.ckpt_path, model)
     log_hyperparameters(cfg, model, trainer)
 
     report_keys = [f"val/{k}" for k in cfg.get("report_metrics", ["noc85", "noc90"])]
@@ -134,7 +142,7 @@ def _train(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("validate_before_training", False) and not trainer.fast_dev_run:
             before = _protocol_metrics(trainer.validate(model, datamodule=datamodule, verbose=False))
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         if before:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -156,6 +164,9 @@ def _train(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
+    monitor = trainer.checkpoint_callback
+    if not before and getattr(monitor, "monitor", None) == name and getattr(monitor, "best_model_score", None) is not None:
+        metrics[name] = float(monitor.best_model_score)  # the best epoch's value (the kept checkpoint's), for sweeps
     if name not in metrics:
         raise KeyError(f"optimized_metric '{name}' was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
