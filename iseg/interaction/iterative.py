@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from iseg.interaction.next_click import RandomGenerator, sample_next_clicks
+from iseg.interaction.device_clicks import ClickSampler
 from iseg.models.inputs import NetInputs, PromptTensors
 
 
@@ -26,11 +26,14 @@ def simulate_iterative_clicks(
     gt: torch.Tensor,
     prompts: PromptTensors,
     num_iters: int,
-    rng: RandomGenerator,
+    sampler: ClickSampler,
     prev_masks: torch.Tensor | None = None,
-    pred_thresh: float = 0.49,
 ) -> tuple[torch.Tensor, PromptTensors]:
     """Run ``num_iters`` passes; returns (previous probabilities (B, 1, H, W), prompt tensors).
+
+    ``sampler`` is the training next-click rule: :class:`~iseg.interaction.device_clicks.DeviceClickSampler`
+    keeps everything on the images' device (no host round trip between passes);
+    :class:`~iseg.interaction.next_click.HostClickSampler` is the same rule on the host.
 
     ``prev_masks`` None starts from zeros, as the reference does. Pass i (1-based) writes click i
     into slot N-i / 2N-i of ``points``. The network gets its train/eval mode back afterwards.
@@ -55,7 +58,7 @@ def simulate_iterative_clicks(
             for i in range(1, num_iters + 1):
                 outputs = net(**inputs(images, prev_output, prompts, step=i - 1, training=True))
                 prev_output = torch.sigmoid(outputs["instances"])
-                clicks = sample_next_clicks(prev_output, gt, rng, pred_thresh)
+                clicks = sampler(prev_output, gt)
                 prompts = inputs.add_clicks(prompts, clicks, prev_output, i)
     finally:
         net.train(was_training)

@@ -29,7 +29,9 @@ from iseg.evaluation.distributed import shard_for_rank
 from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
 from iseg.inference.predictor import Predictor
 from iseg.inference.views import View
+from iseg.interaction.device_clicks import ClickSampler, DeviceClickSampler
 from iseg.interaction.iterative import simulate_iterative_clicks
+from iseg.interaction.next_click import HostClickSampler
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
 from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
@@ -51,6 +53,8 @@ class InteractiveModule(L.LightningModule):
         validation_views: the validation predictor's views (none: the plain network).
         num_logged_samples: protocol samples kept for image logging each validation.
         loss_check: raise on a non-finite loss instead of training on.
+        simulate_on_device: run the simulated clicks' rule on the batch's device (no host round
+            trip); False runs the same rule on the host, one sample at a time (the reference's way).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class InteractiveModule(L.LightningModule):
         validation_views: Sequence[View | None] | Mapping[str, View | None] | None = None,
         num_logged_samples: int = 4,
         loss_check: bool = True,
+        simulate_on_device: bool = True,
     ):
         super().__init__()
         self.net = net
@@ -81,6 +86,8 @@ class InteractiveModule(L.LightningModule):
         self.validation_views = validation_views
         self.num_logged_samples = num_logged_samples
         self.loss_check = loss_check
+        self.simulate_on_device = simulate_on_device
+        self._click_sampler: ClickSampler | None = None
         self.save_hyperparameters(
             {
                 "max_num_next_clicks": max_num_next_clicks,
@@ -111,6 +118,17 @@ class InteractiveModule(L.LightningModule):
             self._rng = np.random.default_rng(seed)
         return self._rng
 
+    @property
+    def click_sampler(self) -> ClickSampler:
+        """The training next-click rule: on the batch's device, or on the host drawing from ``rng``."""
+        if self._click_sampler is None:
+            if self.simulate_on_device:
+                seed = (torch.initial_seed() + 1000003 * self.global_rank + 1) % 2**63
+                self._click_sampler = DeviceClickSampler(seed)
+            else:
+                self._click_sampler = HostClickSampler(self.rng)
+        return self._click_sampler
+
     def forward(
         self, images: torch.Tensor, prompts: PromptTensors, prev_masks: torch.Tensor | None = None, step: int = 0
     ) -> dict[str, torch.Tensor]:
@@ -124,7 +142,9 @@ class InteractiveModule(L.LightningModule):
         images, gt = batch["images"], batch["instances"]
         num_iters = int(self.rng.integers(0, self.max_num_next_clicks + 1))
         prompts = self.inputs.training_prompts(batch)
-        prev_masks, prompts = simulate_iterative_clicks(self.net, self.inputs, images, gt, prompts, num_iters, self.rng)
+        prev_masks, prompts = simulate_iterative_clicks(
+            self.net, self.inputs, images, gt, prompts, num_iters, self.click_sampler
+        )
         return self(images, prompts, prev_masks, step=num_iters)
 
     def losses(self, outputs: Mapping[str, torch.Tensor], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
