@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iseg.inference.fold_batchnorm import fold_for_inference
 from iseg.inference.refiners import NoRefine, RefineContext, Refiner
 from iseg.inference.views import Frame, View, named_views
 from iseg.interaction.prompts import Prompt, check_prompt
@@ -54,6 +55,9 @@ class Predictor:
         refiner: runs the network for each prediction (None: :class:`NoRefine`).
         device: where the network runs (the caller chooses; nothing is moved to CUDA implicitly).
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
+        fold_batchnorm: run a copy of the network with BatchNorm folded into the convolutions
+            (:mod:`iseg.inference.fold_batchnorm`: ~10% faster on a CPU; values change by float
+            rounding only). Only with a refiner that runs the network whole (NoBRS).
     """
 
     def __init__(
@@ -64,12 +68,20 @@ class Predictor:
         refiner: Refiner | None = None,
         device: str | torch.device = "cpu",
         pred_thr: float = 0.49,
+        fold_batchnorm: bool = False,
     ):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.inputs = inputs_for(net, inputs)
         self.views = named_views(views)
         self.refiner = refiner if refiner is not None else NoRefine()
+        if fold_batchnorm:
+            if not self.refiner.accepts_folded_network:
+                raise ValueError(
+                    f"fold_batchnorm=true needs a refiner that runs the network whole (refiner none); "
+                    f"{type(self.refiner).__name__} hooks the network's inner modules"
+                )
+            self.net = fold_for_inference(self.net, self.inputs, self.device)
         self.pred_thr = pred_thr
         self._image: torch.Tensor | None = None
         self._zeros: torch.Tensor | None = None
