@@ -115,9 +115,18 @@ def _line_tables(height: int, width: int, dy: int, dx: int) -> tuple[np.ndarray,
     return table, position
 
 
+_DEVICE_TABLES: dict[tuple[int, int, int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _device_tables(height: int, width: int, dy: int, dx: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    table, position = _line_tables(height, width, dy, dx)
-    return torch.from_numpy(table).to(device), torch.from_numpy(position).to(device)
+    """The line tables on ``device``, copied there once per image size (no host copy per call)."""
+    key = (height, width, dy, dx, device)
+    if key not in _DEVICE_TABLES:
+        if len(_DEVICE_TABLES) >= 256:
+            _DEVICE_TABLES.clear()
+        table, position = _line_tables(height, width, dy, dx)
+        _DEVICE_TABLES[key] = (torch.from_numpy(table).to(device), torch.from_numpy(position).to(device))
+    return _DEVICE_TABLES[key]
 
 
 def _line_pass(dist: torch.Tensor, dy: int, dx: int, weight: int, big: int) -> torch.Tensor:
