@@ -45,3 +45,16 @@ def test_encoder_compiles_without_graph_breaks():
     explanation = torch._dynamo.explain(encode_clicks)(random_points(0), 30, 40, 5.0, True)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+@pytest.mark.slow
+def test_hrnet18s_network_traces_in_one_graph():
+    """The whole RITM HRNet18s forward (encoder, backbone, OCR head) has no graph break."""
+    from iseg.models.hrnet_model import HRNetModel
+    from tests.test_models_hrnet import ITER_M
+
+    net = HRNetModel(width=18, ocr_width=48, small=True, **ITER_M).eval()
+    points = torch.tensor([[[20.0, 30.0, 0.0], [-1.0, -1.0, -1.0], [5.0, 5.0, 1.0], [-1.0, -1.0, -1.0]]])
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(net)(torch.rand(1, 4, 64, 96), points)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
