@@ -8,6 +8,11 @@
     python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.views.flip=null
     python scripts/benchmark_evaluation.py FBRS_CHECKPOINT --refiner fbrs_b --dataset grabcut --root ...
     python scripts/benchmark_evaluation.py IOG_CHECKPOINT --predictor iog --override robot=iog --max-clicks 3 --target-iou 1.01 ...
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --fold-batchnorm
+    # before/after side by side: another checkout's script (e.g. a worktree of main) and this one with
+    # the given options, alternated --repeats times in fresh processes; medians and digests printed
+    python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --max-samples 6 \
+        --target-iou 1.01 --threads 2 --fold-batchnorm --compare-with /work/speed_base --repeats 3
 
 Settings come from the evaluation configs (conf/eval, as evaluate.py composes them): ``--predictor``
 names the conf/eval/predictor file (ritm by default); ``--fcfi`` is ``--predictor fcfi_h18s``
@@ -92,7 +97,15 @@ def main() -> None:
     parser.add_argument("--refiner", default="none",
                         help="conf/eval/refiner option (none, rgb_brs, distmap_brs, fbrs_a, fbrs_b, fbrs_c)")
     parser.add_argument("--override", action="append", default=[], help="more Hydra overrides of conf/eval")
+    parser.add_argument("--fold-batchnorm", action="store_true", help="predictor.fold_batchnorm=true (NoBRS only)")
+    parser.add_argument("--compare-with", type=Path, default=None, metavar="CHECKOUT",
+                        help="run CHECKOUT/scripts/benchmark_evaluation.py (same arguments, without this "
+                             "checkout's options) and this one alternately; print both side by side")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side with --compare-with")
     args = parser.parse_args()
+    if args.compare_with is not None:
+        compare(args)
+        return
 
     device = torch.device(args.device)
     rank = 0
@@ -112,6 +125,7 @@ def main() -> None:
         overrides.append(f"protocol.target_iou={args.target_iou}")
     overrides += ["predictor.views.zoom_in=null"] if args.no_zoom else []
     overrides += ["predictor.views.flip=null"] if args.no_flip else []
+    overrides += ["predictor.fold_batchnorm=true"] if args.fold_batchnorm else []
     cfg = compose_eval_config(overrides)
     start, cpu_start = time.perf_counter(), cpu_seconds()
     evaluation = evaluate_checkpoint(
@@ -153,6 +167,72 @@ def main() -> None:
         distance = mean_iou_curve([r.result.assds for r in evaluation.records])
         print(f"last click       mBIoU {biou[-1]:.4f}, ASSD {distance[-1]:.3f} px (click {len(biou)})")
     print(f"results digest   {results_digest(evaluation)}")
+
+
+# Options of this checkout that a baseline checkout's script may not know.
+_NEW_OPTIONS = {"--fold-batchnorm": 0, "--compare-with": 1, "--repeats": 1}
+_REPORTED = ("seconds / click", "wall s / click", "CPU s / click", "peak RSS", "NoC@90", "results digest")
+
+
+def _argv_without(argv: list[str], options: dict[str, int]) -> list[str]:
+    """``argv`` without the given options (name -> number of values), ``--name=value`` forms too."""
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = options[name] if "=" not in arg else 0
+            continue
+        out.append(arg)
+    return out
+
+
+def _run_side(script: Path, argv: list[str]) -> dict[str, str]:
+    """Run one benchmark process; its reported lines as {label: value}."""
+    import subprocess
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(script.parents[1])}
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, env=env, cwd=script.parents[1])
+    if done.returncode:
+        raise SystemExit(f"{script} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    lines = {}
+    for line in done.stdout.splitlines():
+        for label in _REPORTED:
+            if line.startswith(label):
+                lines[label] = line[len(label) :].strip()
+    return lines
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Alternate the baseline checkout's benchmark and this one's; print medians side by side."""
+    import statistics
+
+    base_script = args.compare_with.resolve() / "scripts" / "benchmark_evaluation.py"
+    if not base_script.is_file():
+        raise SystemExit(f"--compare-with {args.compare_with}: no scripts/benchmark_evaluation.py there")
+    argv = _argv_without(sys.argv[1:], {"--compare-with": 1, "--repeats": 1})
+    base_argv = _argv_without(argv, _NEW_OPTIONS)
+    sides = {"before": (base_script, base_argv), "after": (Path(__file__).resolve(), argv)}
+    runs: dict[str, list[dict[str, str]]] = {name: [] for name in sides}
+    for repeat in range(args.repeats):
+        for name, (script, side_argv) in sides.items():
+            runs[name].append(_run_side(script, side_argv))
+            print(f"run {repeat + 1}/{args.repeats} {name}: {runs[name][-1].get('seconds / click', '?')} s/click", flush=True)
+    print(f"\nbefore: {base_script.parents[1]} {' '.join(base_argv)}")
+    print(f"after:  {Path(__file__).resolve().parents[1]} {' '.join(argv)}")
+    print(f"{'':18}{'before':>16}{'after':>16}{'after/before':>14}")
+    for label in _REPORTED:
+        values = {name: [run.get(label, "?") for run in runs[name]] for name in sides}
+        try:
+            numbers = {name: statistics.median(float(v.split()[0]) for v in vals) for name, vals in values.items()}
+        except ValueError:  # digests: print them as they are
+            print(f"{label:18}{','.join(sorted(set(values['before']))):>16}{','.join(sorted(set(values['after']))):>16}")
+            continue
+        ratio = numbers["after"] / numbers["before"] if numbers["before"] else float("nan")
+        print(f"{label:18}{numbers['before']:>16.4f}{numbers['after']:>16.4f}{ratio:>14.3f}")
+    print(f"(medians of {args.repeats} alternated runs each)")
 
 
 if __name__ == "__main__":

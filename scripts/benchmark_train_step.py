@@ -77,7 +77,7 @@ def main() -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
     module.train()
-    times, extra_clicks = [], []
+    times = []
     for step, batch in enumerate(batches):
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -47,6 +47,19 @@ def test_batch_layout() -> None:
     assert loader.drop_last and len(loader) == 8
 
 
+def test_batches_are_expanded_on_the_device_under_a_trainer() -> None:
+    """Under a Trainer the loader yields uint8/int8 batches and the transfer hook expands them."""
+    import lightning as L
+
+    want = _first_batch(_module(seed=2))
+    module = _module(seed=2)
+    module.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    compact = _first_batch(module)
+    assert compact["images"].dtype == torch.uint8 and compact["instances"].dtype == torch.int8
+    assert _same(module.on_after_batch_transfer(compact, 0), want)
+    assert module.on_after_batch_transfer(want, 0)["images"] is want["images"]
+
+
 def test_global_batch_is_split_across_ranks() -> None:
     module = _module(batch_size=32)
     module.trainer = SimpleNamespace(world_size=4, global_rank=1)

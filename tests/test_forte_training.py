@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from iseg.interaction.clicks import clicks_to_points
 from iseg.interaction.forte_robot import ForteClickRobot, forte_next_click, forte_training_clicks
 from iseg.interaction.iterative import simulate_iterative_clicks
+from iseg.interaction.next_click import HostClickSampler
 from iseg.interaction.prompts import Click
 from iseg.models.forte import ForteNet
 from iseg.models.forte.inputs import ForteInputs
@@ -64,7 +65,7 @@ def test_simulation_feeds_back_alpha_and_adds_the_rule_s_clicks(one_thread: None
         return clicks
 
     net.train()
-    prev, prompts = simulate_iterative_clicks(net, inputs, images, gt, prompts, 2, np.random.default_rng(0), click_rule=rule)
+    prev, prompts = simulate_iterative_clicks(net, inputs, images, gt, prompts, 2, HostClickSampler(np.random.default_rng(0), rule=rule))
     assert net.training and len(seen) == 2
     torch.testing.assert_close(prev, seen[-1][0])  # the last pass's alpha is fed back as is (no sigmoid)
     assert float(prev.min()) >= 0 and float(prev.max()) <= 1

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from iseg.interaction.iterative import simulate_iterative_clicks
-from iseg.interaction.next_click import sample_next_points
+from iseg.interaction.next_click import HostClickSampler, sample_next_points
 from iseg.models.fcfi.inputs import FCFIInputs, new_click_points
 from iseg.models.inputs import ClickInputs
 
@@ -17,7 +17,8 @@ RITM = ClickInputs(prev_mask=True)
 
 def simulate(net, images, prev, gt, points, num_iters, rng, inputs=RITM):
     """The simulation on the click layout alone; returns (probabilities, points)."""
-    prev, prompts = simulate_iterative_clicks(net, inputs, images, gt, {"points": points}, num_iters, rng, prev_masks=prev)
+    sampler = HostClickSampler(rng)
+    prev, prompts = simulate_iterative_clicks(net, inputs, images, gt, {"points": points}, num_iters, sampler, prev_masks=prev)
     return prev, prompts["points"]
 
 
@@ -128,7 +129,7 @@ def test_an_adapter_with_more_inputs_keeps_the_same_loop():
     net = FakeNet().train()
     fcfi = FCFIInputs()
     prev, prompts = simulate_iterative_clicks(
-        net, fcfi, images, gt, fcfi.training_prompts({"points": points}), 3, np.random.default_rng(4)
+        net, fcfi, images, gt, fcfi.training_prompts({"points": points}), 3, HostClickSampler(np.random.default_rng(4))
     )
     assert net.training and torch.equal(prev, want_prev) and torch.equal(prompts["points"], want_points)
     assert [c["extra"]["gate"] for c in net.calls] == [0.0, 1.0, 1.0]

@@ -49,12 +49,18 @@ def _checkpoint(setting: str, folder: Path) -> Path:
 
 
 
-@pytest.mark.parametrize("setting", ["v1", "v1_override"])
-def test_nobrs_pipeline_matches_reference(setting: str, golden, tmp_path: Path, one_thread) -> None:
+@pytest.mark.parametrize(
+    "setting,fold_batchnorm", [("v1", False), ("v1_override", False), pytest.param("v1_override", True, marks=pytest.mark.slow)]
+)
+def test_nobrs_pipeline_matches_reference(setting: str, fold_batchnorm: bool, golden, tmp_path: Path, one_thread) -> None:
+    """The reference's clicks, IoUs and maps; with BatchNorm folded into the convolutions too."""
     meta, arrays = golden
     assert meta["predictor"]["zoom_in"]["target_size"] == 400 and meta["predictor"]["with_flip"]
     predictor = Predictor.from_checkpoint(
-        str(_checkpoint(setting, tmp_path)), views={"zoom_in": ZoomIn(target_size=400), "flip": Flip()}, pred_thr=0.49
+        str(_checkpoint(setting, tmp_path)),
+        views={"zoom_in": ZoomIn(target_size=400), "flip": Flip()},
+        pred_thr=0.49,
+        fold_batchnorm=fold_batchnorm,
     )
     for ref in meta["settings"][setting]:
         name = ref["image"]

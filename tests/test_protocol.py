@@ -12,8 +12,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from iseg.interaction.clicks import Click
+from iseg.interaction.next_click import next_click
 from iseg.interaction.metrics import mean_iou_curve, noc, noc_thresholds
 from tests.conftest import FIXTURES, require_shared_dataset
 from tests.protocol_helpers import evaluate_pairs, evaluate_with
@@ -171,3 +173,30 @@ def test_boundary_metrics_follow_the_clicks_and_leave_them_unchanged():
     replay = [metrics(oracle(first.clicks[: k + 1]) > 0.49) for k in range(len(first.clicks))]
     np.testing.assert_array_equal(first.bious, np.float32([biou for biou, _ in replay]))
     np.testing.assert_array_equal(first.assds, np.float32([distance for _, distance in replay]))
+
+
+@pytest.fixture(params=[1, 2], ids=["cv2_1_thread", "cv2_2_threads"])
+def cv2_threads(request):
+    """Runs set ``cv2.setNumThreads(1)``, under which OpenCV would hand the exact transform to IPP
+    (an ulp off at some pixels, which moves first-maximum ties)."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(request.param)
+    yield request.param
+    cv2.setNumThreads(previous)
+
+
+def test_first_maximum_does_not_depend_on_opencv_threads(cv2_threads):
+    """Three overlapping rectangles: IPP's transform would put the first maximum one row lower."""
+    gt = np.zeros((125, 100), dtype=np.int8)
+    for top, bottom, left, right in ((90, 108, 36, 69), (60, 106, 80, 130), (67, 143, 14, 57)):
+        gt[top:bottom, left:right] = 1
+    dt = ndimage.distance_transform_edt(np.pad(gt == 1, 1))[1:-1, 1:-1]
+    assert dt[98, 36] == dt.max() and dt[:98].max() < dt.max()
+    assert next_click(gt, np.zeros(gt.shape, dtype=bool), []) == Click(98, 36, True)
+
+
+def test_golden_clicks_do_not_depend_on_opencv_threads(golden, grabcut_masks, cv2_threads):
+    expected = golden["runs"]["always_20"]["samples"][:10]
+    result = evaluate_pairs([(gt, gt) for gt in grabcut_masks[:10]], RingOracle, max_clicks=20, target_iou=1.01)
+    for got, want in zip(result.samples, expected, strict=True):
+        assert [[c.y, c.x, int(c.is_positive)] for c in got.clicks] == want["clicks"], want["image"]

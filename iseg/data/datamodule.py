@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -25,16 +24,21 @@ _STREAMS = {"train": 0, "val": 1}
 
 
 class ExpandingDataLoader(ResumableDataLoader):
-    """Loader of compact items (``SeededItems``): workers collate uint8 images, the main process expands each batch.
+    """Loader of compact items (``SeededItems``): workers collate uint8 images; ``expand`` turns each batch into floats.
 
-    Yields the float batches of ``InteractiveDataset`` items (``expand_item``), bit for bit; moving a
-    quarter of the bytes through shared memory is what lets 2 workers keep up (see
-    scripts/benchmark_data_pipeline.py).
+    Expanded batches are the float batches of ``InteractiveDataset`` items (``expand_item``), bit
+    for bit; moving a quarter of the bytes through shared memory is what lets 2 workers keep up
+    (see scripts/benchmark_data_pipeline.py). Without ``expand`` the compact batches are yielded,
+    for expansion after the copy to the device.
     """
+
+    def __init__(self, *args, expand: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expand = expand
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in super().__iter__():
-            yield expand_item(batch)
+            yield expand_item(batch) if self.expand else batch
 
 
 class InteractiveDataModule(L.LightningDataModule):
@@ -49,6 +53,10 @@ class InteractiveDataModule(L.LightningDataModule):
         pin_memory: pin batches for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs (only with num_workers > 0).
         seed: base seed; None uses Lightning's ``seed_everything`` seed (PL_GLOBAL_SEED), else 0.
+
+    Under a Trainer the loaders yield compact batches (uint8 images, int8 instances: a quarter of
+    the bytes through the host-to-device copy) and :meth:`on_after_batch_transfer` expands them on
+    the training device; iterated directly, they yield the expanded float batches.
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class InteractiveDataModule(L.LightningDataModule):
         overfit = bool(getattr(self.trainer, "overfit_batches", 0))
         return ExpandingDataLoader(
             items,
+            expand=not isinstance(self.trainer, L.Trainer),
             batch_size=self.per_device(batch_size),
             shuffle=stream == "train",
             drop_last=stream == "train",
@@ -147,6 +156,10 @@ class InteractiveDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, "val", self.val_batch_size)
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Expand a compact batch where it now lives (the GPU), not on the host; float batches pass."""
+        return expand_item(batch)
 
     def protocol_samples(self, num_objects: int | None = None) -> EvaluationView:
         """(image, gt, name) items of the first ``num_objects`` validation objects (all when None)."""

@@ -29,7 +29,6 @@ import numpy as np
 from iseg.evaluation.plots import held_iou_curve, plot_iou_curves
 from iseg.evaluation.visualize import interaction_panel
 from iseg.interaction.metrics import DEFAULT_MIOU_CLICKS, noc, noc_thresholds, threshold_name
-from iseg.interaction.prompts import Click
 
 if TYPE_CHECKING:
     from iseg.evaluation.runner import DatasetEvaluation

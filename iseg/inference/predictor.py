@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from iseg.inference.backends import check_refiner, network_backend
+from iseg.inference.fold_batchnorm import fold_for_inference
 from iseg.inference.refiners import NoRefine, RefineContext, Refiner
 from iseg.inference.views import Frame, View, named_views
 from iseg.interaction.prompts import Prompt, check_prompt
@@ -72,6 +73,9 @@ class Predictor:
         output: the network output holding the logits (``instances``; S2M's per-object
             ``object_logits`` for the multi-object predictor).
         backend: ``"torch"`` or ``"onnxruntime"`` (CPU; refiners that need gradients are refused).
+        fold_batchnorm: run a copy of the network with BatchNorm folded into the convolutions
+            (:mod:`iseg.inference.fold_batchnorm`: ~10% faster on a CPU; values change by float
+            rounding only). Only with a refiner that runs the network whole (NoBRS).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class Predictor:
         pred_thr: float = 0.49,
         output: str = "instances",
         backend: str = "torch",
+        fold_batchnorm: bool = False,
     ):
         self.device = torch.device(device)
         self.output = output
@@ -92,6 +97,13 @@ class Predictor:
         self.views = named_views(views)
         self.refiner = refiner if refiner is not None else NoRefine()
         check_refiner(self.refiner, self.net)
+        if fold_batchnorm:
+            if not self.refiner.accepts_folded_network:
+                raise ValueError(
+                    f"fold_batchnorm=true needs a refiner that runs the network whole (refiner none); "
+                    f"{type(self.refiner).__name__} hooks the network's inner modules"
+                )
+            self.net = fold_for_inference(self.net, self.inputs, self.device)
         self.pred_thr = pred_thr
         self._image: torch.Tensor | None = None
         self._zeros: torch.Tensor | None = None

@@ -39,6 +39,10 @@ class RefineContext:
 class Refiner:
     """Base class: ``refiner(net, inputs, context)`` returns the network's outputs for the prediction."""
 
+    # Whether the refiner runs the network as a whole, so that the predictor may run a copy with
+    # BatchNorm folded into the convolutions (BRS refiners hook inner modules: they may not).
+    accepts_folded_network = False
+
     def __call__(self, net: nn.Module, inputs: Mapping[str, Any], context: RefineContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must run the network")
 
@@ -58,6 +62,8 @@ class Refiner:
 
 class NoRefine(Refiner):
     """One forward without gradients (RITM's NoBRS)."""
+
+    accepts_folded_network = True
 
     def __call__(self, net: nn.Module, inputs: Mapping[str, Any], context: RefineContext) -> dict[str, torch.Tensor]:
         with torch.no_grad():

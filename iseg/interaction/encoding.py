@@ -46,16 +46,16 @@ def encode_clicks(
     for polarity in range(2):
         best = torch.full((batch, height, width), _NO_CLICK, dtype=torch.float32, device=points.device)
         for k in range(polarity * num_points, (polarity + 1) * num_points):
-            if not bool(valid[:, k].any()):
-                continue
+            # No test of whether any sample holds slot k: that would read back to the host once per
+            # slot and break torch.compile's graph. An empty slot adds >= 1e6, which the running
+            # minimum (started at 1e6) ignores, so the maps are the same.
             dy = rows - (points[:, k, 0] * spatial_scale).view(batch, 1, 1)
             dx = cols - (points[:, k, 1] * spatial_scale).view(batch, 1, 1)
             if not use_disks:
                 dy = dy / norm
                 dx = dx / norm
-            d2 = dy * dy + dx * dx
-            d2 = torch.where(valid[:, k].view(batch, 1, 1), d2, torch.full_like(d2, _NO_CLICK))
-            best = torch.minimum(best, d2)
+            dy2 = torch.where(valid[:, k].view(batch, 1, 1), dy * dy, _NO_CLICK)  # (B, H, 1)
+            best = torch.minimum(best, dy2 + dx * dx)
         maps.append(best)
     d2 = torch.stack(maps, dim=1)
     if use_disks:

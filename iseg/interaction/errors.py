@@ -4,10 +4,14 @@ Both next-click rules (the evaluation clicker and the training-time simulation) 
 deep inside the larger error region. They share this step: false-negative and false-positive
 masks, zero-padded by one pixel so that the image border counts as a region boundary, then
 ``cv2.distanceTransform`` (DIST_L2) and cropped back. The evaluation uses the exact transform
-(mask size 0), the training rule the 5x5 chamfer approximation, as the references do.
+(mask size 0), the training rule the 5x5 chamfer approximation, as the references do. OpenCV's
+own implementation is used, never IPP's, so that values do not depend on thread counts.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -53,7 +57,29 @@ def padded_distance(mask: np.ndarray, exact: bool = True) -> np.ndarray:
     # differently with the image layout (a few ulp), which would change tie-breaking.
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     mask_size = cv2.DIST_MASK_PRECISE if exact else cv2.DIST_MASK_5
-    return cv2.distanceTransform(padded, cv2.DIST_L2, mask_size)[1:-1, 1:-1]
+    with _opencv_own_transform():
+        return cv2.distanceTransform(padded, cv2.DIST_L2, mask_size)[1:-1, 1:-1]
+
+
+@contextlib.contextmanager
+def _opencv_own_transform() -> Iterator[None]:
+    """Run OpenCV's own distance transforms, not Intel IPP's, for results independent of threads.
+
+    With one OpenCV thread (``cv2.setNumThreads(1)``, as training and evaluation runs set) OpenCV
+    hands the precise transform to IPP, whose values differ from the exact ones by an ulp at some
+    pixels, which moves first-maximum ties; IPP's 5x5 chamfer sums float weights where OpenCV's
+    own uses 16-bit fixed point. OpenCV's own code is exact (precise) and deterministic at any
+    thread count, and is what :mod:`iseg.interaction.torch_distance` reproduces on a device.
+    ``setUseIPP`` is per thread in OpenCV, and restored after the call.
+    """
+    previous = cv2.ipp.useIPP()
+    if previous:
+        cv2.ipp.setUseIPP(False)
+    try:
+        yield
+    finally:
+        if previous:
+            cv2.ipp.setUseIPP(True)
 
 
 def error_distances(

@@ -12,19 +12,13 @@ adapter's business (:class:`~iseg.models.inputs.NetInputs`): it builds each pass
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
 from torch import nn
 
-from iseg.interaction.next_click import RandomGenerator, sample_next_clicks
-from iseg.interaction.prompts import Click
+from iseg.interaction.device_clicks import ClickSampler
 from iseg.models.inputs import NetInputs, PromptTensors
 
 
-ClickRule = Callable[[torch.Tensor, torch.Tensor, RandomGenerator, float], Sequence[Click | None]]
-"""(probabilities (B, 1, H, W), labels (B, 1, H, W), rng, threshold) -> one click or None per sample;
-RITM's random rule (:func:`~iseg.interaction.next_click.sample_next_clicks`) by default."""
 
 
 def simulate_iterative_clicks(
@@ -34,12 +28,14 @@ def simulate_iterative_clicks(
     gt: torch.Tensor,
     prompts: PromptTensors,
     num_iters: int,
-    rng: RandomGenerator,
+    sampler: ClickSampler,
     prev_masks: torch.Tensor | None = None,
-    pred_thresh: float = 0.49,
-    click_rule: ClickRule | None = None,
 ) -> tuple[torch.Tensor, PromptTensors]:
     """Run ``num_iters`` passes; returns (previous probabilities (B, 1, H, W), prompt tensors).
+
+    ``sampler`` is the training next-click rule: :class:`~iseg.interaction.device_clicks.DeviceClickSampler`
+    keeps everything on the images' device (no host round trip between passes);
+    :class:`~iseg.interaction.next_click.HostClickSampler` is the same rule on the host.
 
     ``prev_masks`` None starts from zeros, as the reference does. Pass i (1-based) writes click i
     into slot N-i / 2N-i of ``points``. The network gets its train/eval mode back afterwards.
@@ -64,7 +60,7 @@ def simulate_iterative_clicks(
             for i in range(1, num_iters + 1):
                 outputs = net(**inputs(images, prev_output, prompts, step=i - 1, training=True))
                 prev_output = inputs.probabilities(outputs)
-                clicks = (click_rule or sample_next_clicks)(prev_output, gt, rng, pred_thresh)
+                clicks = sampler(prev_output, gt)
                 prompts = inputs.add_clicks(prompts, clicks, prev_output, i)
     finally:
         net.train(was_training)

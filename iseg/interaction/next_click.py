@@ -13,12 +13,13 @@ maps of :mod:`iseg.interaction.errors`. They differ where the references differ:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from iseg.interaction.clicks import Click
+from iseg.interaction.device_clicks import ClickBatch
 from iseg.interaction.errors import error_distances
 
 RandomGenerator = np.random.Generator | np.random.RandomState
@@ -148,21 +149,23 @@ def _check_points_layout(points: torch.Tensor, batch: int, click_index: int) -> 
     return num_points
 
 
-def write_clicks(points: torch.Tensor, clicks: Sequence[Click | None], click_index: int) -> torch.Tensor:
+def write_clicks(points: torch.Tensor, clicks: ClickBatch | Sequence[Click | None], click_index: int) -> torch.Tensor:
     """Copy of ``points`` (B, 2N, 3) with click k = ``click_index`` of each sample in its fixed slot.
 
     A positive click overwrites slot N-k, a negative one 2N-k, with (y, x, k): the reference fills
-    the layout from the end so that sampler clicks at the front are kept. None leaves a sample as is.
+    the layout from the end so that sampler clicks at the front are kept. A sample without a click
+    (None, or not ``valid`` in a :class:`ClickBatch`) is left as is. Runs on the points' device.
     """
+    if not isinstance(clicks, ClickBatch):
+        clicks = ClickBatch.from_clicks(clicks, points.device)
     num_points = _check_points_layout(points, len(clicks), click_index)
-    points = points.clone()
-    for b, click in enumerate(clicks):
-        if click is None:
-            continue
-        slot = num_points - click_index if click.is_positive else 2 * num_points - click_index
-        row = [click.y, click.x, float(click_index)][: points.shape[2]]
-        points[b, slot] = torch.tensor(row, dtype=points.dtype, device=points.device)
-    return points
+    slot = torch.where(clicks.positive, num_points - click_index, 2 * num_points - click_index).to(points.device)
+    index = slot.view(-1, 1, 1).expand(-1, 1, points.shape[2])
+    order = torch.full_like(clicks.y, float(click_index))
+    row = torch.stack((clicks.y, clicks.x, order), dim=1)[:, : points.shape[2]].to(points.device, points.dtype)
+    kept = points.gather(1, index)[:, 0]
+    row = torch.where(clicks.valid.to(points.device).view(-1, 1), row, kept)
+    return points.scatter(1, index, row.unsqueeze(1))
 
 
 def sample_next_points(
@@ -179,3 +182,24 @@ def sample_next_points(
     """
     _check_points_layout(points, pred_probs.shape[0], click_index)
     return write_clicks(points, sample_next_clicks(pred_probs, gt, rng, pred_thresh), click_index)
+
+
+ClickRule = Callable[[torch.Tensor, torch.Tensor, RandomGenerator, float], Sequence[Click | None]]
+"""(probabilities (B, 1, H, W), labels (B, 1, H, W), rng, threshold) -> one click or None per sample:
+a host rule for :class:`HostClickSampler` (RITM's :func:`sample_next_clicks` by default; Forte et
+al.'s robot rule)."""
+
+
+class HostClickSampler:
+    """The training rule on the host, one sample at a time with a numpy generator: the reference's
+    way, kept as the oracle of :class:`~iseg.interaction.device_clicks.DeviceClickSampler` and for
+    before/after benchmarks."""
+
+    def __init__(self, rng: RandomGenerator, pred_thresh: float = 0.49, rule: ClickRule | None = None):
+        self.rng = rng
+        self.pred_thresh = pred_thresh
+        self.rule = rule if rule is not None else sample_next_clicks
+
+    def __call__(self, pred_probs: torch.Tensor, gt: torch.Tensor) -> ClickBatch:
+        clicks = self.rule(pred_probs, gt, self.rng, self.pred_thresh)
+        return ClickBatch.from_clicks(clicks, pred_probs.device)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from iseg.data.sample import InstanceSample
+from iseg.interaction.errors import padded_distance
 
 FIRST_CLICK_ORDER = 0
 OTHER_CLICK_ORDER = 100
@@ -44,8 +45,7 @@ def generate_probs(num: int, gamma: float) -> np.ndarray:
 
 def center_click_candidates(region: np.ndarray, k: float = 1.7) -> np.ndarray:
     """H×W bool: pixels whose exact L2 distance to the region's outside (image border included) exceeds max/k."""
-    padded = np.pad(region.astype(np.uint8), 1)
-    dt = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    dt = padded_distance(np.ascontiguousarray(region, dtype=np.uint8), exact=True)
     return dt > dt.max() / k
 
 

@@ -30,7 +30,9 @@ from iseg.evaluation.distributed import shard_for_rank
 from iseg.evaluation.protocol import ProtocolConfig, Sample, SampleRecord, run_protocol
 from iseg.inference.predictor import Predictor
 from iseg.inference.views import View
-from iseg.interaction.iterative import ClickRule, simulate_iterative_clicks
+from iseg.interaction.device_clicks import ClickSampler, DeviceClickSampler
+from iseg.interaction.iterative import simulate_iterative_clicks
+from iseg.interaction.next_click import ClickRule, HostClickSampler
 from iseg.interaction.robots import Robot
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
@@ -57,6 +59,8 @@ class InteractiveModule(L.LightningModule):
         click_rule: how a simulated pass places its click (None: RITM's random rule; Forte et al.:
             :func:`~iseg.interaction.forte_robot.forte_training_clicks`).
         validation_robot: the validation protocol's simulated user (None: the standard clicker).
+        simulate_on_device: run the simulated clicks' rule on the batch's device (no host round
+            trip); False runs the same rule on the host, one sample at a time (the reference's way).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class InteractiveModule(L.LightningModule):
         loss_check: bool = True,
         click_rule: ClickRule | None = None,
         validation_robot: Robot | None = None,
+        simulate_on_device: bool = True,
     ):
         super().__init__()
         self.net = net
@@ -91,6 +96,7 @@ class InteractiveModule(L.LightningModule):
         self.loss_check = loss_check
         self.click_rule = click_rule
         self.validation_robot = validation_robot
+        self.simulate_on_device = simulate_on_device
         self.save_hyperparameters(
             {
                 "max_num_next_clicks": max_num_next_clicks,
@@ -166,6 +172,13 @@ class InteractiveModule(L.LightningModule):
             restore_torch_random_state(self._restored_random_state)
             self._restored_random_state = None
 
+    def click_sampler(self, rng: np.random.Generator) -> ClickSampler:
+        """The simulated passes' next-click rule drawing from ``rng``: the method's own rule on the host,
+        else the training rule on the batch's device (or on the host, one sample at a time)."""
+        if self.click_rule is not None:
+            return HostClickSampler(rng, rule=self.click_rule)
+        return DeviceClickSampler(rng) if self.simulate_on_device else HostClickSampler(rng)
+
     def forward(
         self, images: torch.Tensor, prompts: PromptTensors, prev_masks: torch.Tensor | None = None, step: int = 0
     ) -> dict[str, torch.Tensor]:
@@ -183,8 +196,8 @@ class InteractiveModule(L.LightningModule):
         num_iters = int(rng.integers(0, self.max_num_next_clicks + 1))
         prompts = self.inputs.training_prompts(batch)
         prev_masks, prompts = simulate_iterative_clicks(
-            self.net, self.inputs, images, gt, prompts, num_iters, rng, self.inputs.training_prev_mask(batch),
-            click_rule=self.click_rule,
+            self.net, self.inputs, images, gt, prompts, num_iters, self.click_sampler(rng),
+            self.inputs.training_prev_mask(batch),
         )
         return self(images, prompts, prev_masks, step=num_iters)
 

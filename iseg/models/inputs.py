@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from iseg.interaction.device_clicks import ClickBatch
 from iseg.interaction.encoders import PointsEncoder, PromptEncoder, PromptLists
 from iseg.interaction.next_click import write_clicks
 from iseg.interaction.prompts import Click, Prompt
@@ -92,9 +93,13 @@ class NetInputs:
         return None
 
     def add_clicks(
-        self, prompts: PromptTensors, clicks: Sequence[Click | None], probs: torch.Tensor, click_index: int
+        self, prompts: PromptTensors, clicks: ClickBatch | Sequence[Click | None], probs: torch.Tensor, click_index: int
     ) -> PromptTensors:
-        """Prompt tensors after simulated pass ``click_index`` (1-based) added ``clicks`` from ``probs``."""
+        """Prompt tensors after simulated pass ``click_index`` (1-based) added ``clicks`` from ``probs``.
+
+        ``clicks`` is the device :class:`ClickBatch` of the training rule (host click lists, None
+        for no click, are accepted too); adapters keep the tensors on the device.
+        """
         return {**prompts, "points": write_clicks(prompts["points"], clicks, click_index)}
 
     def __call__(

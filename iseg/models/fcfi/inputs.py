@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from iseg.interaction.device_clicks import ClickBatch
 from iseg.interaction.encoders import NewestClickEncoder, PointsEncoder
 from iseg.interaction.prompts import Click
 from iseg.models.inputs import ClickInputs, NetInputs, PromptTensors
@@ -41,7 +42,7 @@ def first_click_new_points(points: torch.Tensor) -> torch.Tensor:
     return torch.cat((first, torch.ones_like(first[:, :1])), dim=1).unsqueeze(1)
 
 
-def new_click_points(clicks: Sequence[Click | None], pred_probs: torch.Tensor) -> torch.Tensor:
+def new_click_points(clicks: ClickBatch | Sequence[Click | None], pred_probs: torch.Tensor) -> torch.Tensor:
     """The click each sample just received as FCFI's ``new_points``: long (B, 1, 3) rows (y, x, label).
 
     label is 1 for a positive click and 0 for a negative one. A sample that got no click (no
@@ -49,20 +50,21 @@ def new_click_points(clicks: Sequence[Click | None], pred_probs: torch.Tensor) -
     probability there. The reference stores that soft label as a float, but its correction module
     casts the whole point to long before using the label, so the effective label is the
     probability truncated: 0, or 1 only where the probability is exactly 1.0. That truncated
-    value is what is returned here.
+    value is what is returned here. Computed on the probabilities' device, without a host read.
     """
+    if not isinstance(clicks, ClickBatch):
+        clicks = ClickBatch.from_clicks(clicks, pred_probs.device)
     if pred_probs.dim() != 4 or pred_probs.shape[1] != 1 or pred_probs.shape[0] != len(clicks):
         raise ValueError(
             f"pred_probs must have shape (B={len(clicks)}, 1, H, W), got {tuple(pred_probs.shape)}"
         )
     height, width = pred_probs.shape[-2:]
     cy, cx = height // 2 - 1, width // 2 - 1
-    centre_labels = pred_probs[:, 0, cy, cx].detach().float().cpu().long().tolist()
-    rows = [
-        [int(c.y), int(c.x), int(c.is_positive)] if c is not None else [cy, cx, centre_labels[b]]
-        for b, c in enumerate(clicks)
-    ]
-    return torch.tensor(rows, dtype=torch.long, device=pred_probs.device).view(len(clicks), 1, 3)
+    centre_labels = pred_probs[:, 0, cy, cx].detach().float().long()
+    clicked = torch.stack((clicks.y.long(), clicks.x.long(), clicks.positive.long()), dim=1).to(pred_probs.device)
+    stand_in = torch.stack((torch.full_like(centre_labels, cy), torch.full_like(centre_labels, cx), centre_labels), dim=1)
+    rows = torch.where(clicks.valid.to(pred_probs.device).view(-1, 1), clicked, stand_in)
+    return rows.view(len(clicks), 1, 3)
 
 
 class FCFIInputs(ClickInputs):
@@ -81,7 +83,7 @@ class FCFIInputs(ClickInputs):
         return {"points": points, "new_points": first_click_new_points(points)}
 
     def add_clicks(
-        self, prompts: PromptTensors, clicks: Sequence[Click | None], probs: torch.Tensor, click_index: int
+        self, prompts: PromptTensors, clicks: ClickBatch | Sequence[Click | None], probs: torch.Tensor, click_index: int
     ) -> PromptTensors:
         prompts = super().add_clicks(prompts, clicks, probs, click_index)
         return {**prompts, "new_points": new_click_points(clicks, probs)}

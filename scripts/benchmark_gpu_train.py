@@ -1,0 +1,198 @@
+"""Training throughput on a GPU: samples/s, the click simulation's share of the step, GPU busy time.
+
+    python scripts/benchmark_gpu_train.py                       # RITM + FCFI HRNet18s, batch 32/64, bf16, cuda
+    python scripts/benchmark_gpu_train.py --models ritm_hrnet18s --batch-sizes 128 --steps 30
+    python scripts/benchmark_gpu_train.py --device cpu --tiny   # a check that it runs (tests use this)
+
+For every (model, batch size, simulation) the real ITER-M training step runs (the LightningModule's
+``training_step``: 0-3 eval-mode click passes, the trained forward, backward, Adam) on batches
+prepared beforehand on the device, in the given precision and channels_last. ``simulation``:
+``host`` is the reference's way (the next-click rule on the CPU, one sample at a time, OpenCV
+distance transforms), ``device`` the batched torch rule on the GPU (same rule, no host round trip).
+
+Figures per row:
+- samples/s: batch / mean step time (steps synchronised at both ends);
+- click share: time inside the next-click rule / step time (the rule is timed with a device
+  synchronisation on both sides, which the device rule otherwise does not need);
+- GPU busy: mean of ``nvidia-smi``'s utilization.gpu sampled every 100 ms during the timed steps
+  (the fraction of time a kernel was running), n/a without nvidia-smi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+class TimedSampler:
+    """Wraps a click sampler and adds up the (synchronised) time spent in it."""
+
+    def __init__(self, sampler, device: torch.device):
+        self.sampler, self.device, self.seconds = sampler, device, 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, probs: torch.Tensor, gt: torch.Tensor):
+        self._sync()
+        start = time.perf_counter()
+        clicks = self.sampler(probs, gt)
+        self._sync()
+        self.seconds += time.perf_counter() - start
+        return clicks
+
+
+class GpuBusySampler:
+    """Samples ``nvidia-smi`` utilization.gpu every 100 ms while active."""
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cuda" and shutil.which("nvidia-smi") is not None
+        self.index = device.index if device.index is not None else 0
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> GpuBusySampler:
+        if self.enabled:
+            command = ["nvidia-smi", f"--id={self.index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.output, _ = self.process.communicate(timeout=10)
+
+    def busy(self) -> float | None:
+        if self.process is None:
+            return None
+        values = [float(v) for v in self.output.split() if v.replace(".", "", 1).isdigit()]
+        return statistics.mean(values) / 100 if values else None
+
+
+def build(model: str, batch_size: int, crop: tuple[int, int], device: torch.device, channels_last: bool):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={model}",
+                f"data.batch_size={batch_size}",
+                f"data.train_dataset.augmentation.crop_size=[{crop[0]},{crop[1]}]",
+                f"data.train_dataset.source.image_size=[{crop[0] + crop[0] // 8},{crop[1] + crop[1] // 8}]",
+                "data.num_workers=0",
+            ],
+        )
+    module = instantiate(cfg.model).to(device)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    dataset = instantiate(cfg.data.train_dataset)
+    dataset.seed(0)
+    batches = []
+    for start in range(0, 2 * batch_size, batch_size):  # two distinct batches, used in turn
+        items = [dataset[i] for i in range(start, start + batch_size)]
+        batches.append({k: torch.stack([torch.as_tensor(it[k]) for it in items]).to(device) for k in items[0]})
+    return module, optimizer, batches
+
+
+def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str) -> dict[str, object]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    module, optimizer, batches = build(model, batch_size, tuple(args.crop), device, args.channels_last)
+    module.simulate_on_device = simulation == "device"
+    module._click_sampler = None
+    timed = TimedSampler(module.click_sampler, device)
+    module._click_sampler = timed
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    module.train()
+    warnings.filterwarnings("ignore", message=".*self.trainer. reference is not registered.*")
+
+    def step(index: int) -> None:
+        with autocast:
+            loss = module.training_step(batches[index % len(batches)], index)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for index in range(args.warmup):
+        step(index)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timed.seconds = 0.0
+    with GpuBusySampler(device) as gpu:
+        start = time.perf_counter()
+        for index in range(args.steps):
+            step(index)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+    return {
+        "model": model,
+        "batch": batch_size,
+        "simulation": simulation,
+        "samples_s": batch_size * args.steps / elapsed,
+        "step_ms": 1000 * elapsed / args.steps,
+        "click_ms": 1000 * timed.seconds / args.steps,
+        "click_share": timed.seconds / elapsed,
+        "gpu_busy": gpu.busy(),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["ritm_hrnet18s", "fcfi_hrnet18s"], help="conf/model names")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 64])
+    parser.add_argument("--simulations", nargs="+", choices=["host", "device"], default=["host", "device"])
+    parser.add_argument("--crop", type=int, nargs=2, default=(320, 480), metavar=("H", "W"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--precision", choices=["32", "bf16", "fp16"], default="bf16")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--tiny", action="store_true", help="64x96 crops, batch 2, 1 warm-up + 1 timed step, fp32")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.crop, args.batch_sizes, args.steps, args.warmup, args.precision = (64, 96), [2], 1, 1, "32"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here (use --device cpu --tiny for a check)")
+    rows = []
+    print(
+        f"device {args.device}, precision {args.precision}, channels_last {args.channels_last}, "
+        f"{args.crop[0]}x{args.crop[1]}, {args.steps} timed steps after {args.warmup} (0-3 simulated clicks each)"
+    )
+    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}")
+    for model in args.models:
+        for batch_size in args.batch_sizes:
+            for simulation in args.simulations:
+                row = run(args, model, batch_size, simulation)
+                rows.append(row)
+                busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
+                print(
+                    f"{model:16}{batch_size:>6}{simulation:>12}{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}"
+                    f"{row['click_ms']:>10.0f}{row['click_share']:>13.0%}{busy:>10}",
+                    flush=True,
+                )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""scripts/benchmark_gpu_train.py runs (tiny CPU mode) and reports both simulations."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_tiny_cpu_run_reports_every_row(capsys):
+    spec = importlib.util.spec_from_file_location("benchmark_gpu_train", ROOT / "scripts" / "benchmark_gpu_train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.main(["--device", "cpu", "--tiny", "--models", "ritm_hrnet18s", "--threads", "1"])
+    assert [(r["model"], r["batch"], r["simulation"]) for r in rows] == [("ritm_hrnet18s", 2, "host"), ("ritm_hrnet18s", 2, "device")]
+    for row in rows:
+        assert row["samples_s"] > 0 and 0 <= row["click_share"] <= 1 and row["gpu_busy"] is None
+    out = capsys.readouterr().out
+    assert "click share" in out and "GPU busy" in out and out.count("ritm_hrnet18s") == 2
