@@ -170,8 +170,11 @@ def test_scribbles_and_boxes_are_offered_when_the_network_takes_them() -> None:
     assert np.array_equal(_png(client, "/api/labels.png") == 2, disks([(60, 90)]))  # the stand-in's box centre
     response = client.post("/api/prompt", json={**box, "y0": 75})
     assert response.status_code == 422 and "box corners must be ordered" in response.json()["detail"]
-    response = client.post("/api/prompt", json={**scribble, "points": [[20, 20], [20, 130]]})
-    assert response.status_code == 422 and "(y=20.0, x=130.0) lies outside the 80x120 image" in response.json()["detail"]
+    with pytest.warns(UserWarning, match=r"1 outside the 80x120 image .* clipped to its border"):
+        response = client.post("/api/prompt", json={**scribble, "points": [[20, 20], [20, 130]]})
+    assert response.status_code == 200  # a stroke leaving the image is clipped to it (S2M's rule)
+    response = client.post("/api/prompt", json={**scribble, "points": [[20, 130], [30, 140]]})
+    assert response.status_code == 422 and "every point lies outside the 80x120 image" in response.json()["detail"]
 
 
 def test_coco_rle_decodes_to_the_downloaded_masks(client) -> None:

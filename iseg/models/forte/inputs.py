@@ -18,6 +18,7 @@ import torch
 from iseg.interaction.clicks import valid_points_mask
 from iseg.interaction.forte_clicks import ForteClickEncoder, gaussian_click_maps, pixels_tensor, rasterize_trimap
 from iseg.interaction.prompts import Click
+from iseg.interaction.device_clicks import ClickBatch
 from iseg.models.inputs import NetInputs, PromptTensors
 
 
@@ -58,8 +59,10 @@ class ForteInputs(NetInputs):
         return {"click_pixels": points_to_pixels(batch["points"])}
 
     def add_clicks(
-        self, prompts: PromptTensors, clicks: Sequence[Click | None], probs: torch.Tensor, click_index: int
+        self, prompts: PromptTensors, clicks: ClickBatch | Sequence[Click | None], probs: torch.Tensor, click_index: int
     ) -> PromptTensors:
+        if isinstance(clicks, ClickBatch):  # Forte's rule runs on the host; a device batch comes back as a list
+            clicks = clicks.to_clicks()
         return {**prompts, "click_pixels": append_clicks(prompts["click_pixels"], clicks)}
 
     def __call__(
