@@ -285,7 +285,7 @@ def test_bad_inputs_name_the_value() -> None:
     with pytest.raises(ValueError, match=r"uint8 image \(H, W, 3\) RGB, got a float32 array of shape \(4, 4, 3\)"):
         predictor.set_image(np.zeros((4, 4, 3), np.float32))
     predictor.set_image(_image())
-    with pytest.raises(TypeError, match=r"expected a prompt \(Click, Scribble or Box\), got tuple"):
+    with pytest.raises(TypeError, match=r"expected a prompt \(Click, Scribble, Box or InsideOutside\), got tuple"):
         predictor.add((1, 1, True))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="net_clicks_limit"):
         Predictor(DiskNet(), inputs=ClickInputs(net_clicks_limit=0))

@@ -113,7 +113,7 @@ class InteractiveModule(L.LightningModule):
             {
                 _metric_key(f"{stage}/{name}"): MeanMetric()
                 for stage in ("train", "val")
-                for name in ["loss", "iou", *(f"loss_{n}" for n in self.loss_terms)]
+                for name in self.logged_names()
             }
         )
         self.logged_samples: list[dict] = []
@@ -121,6 +121,10 @@ class InteractiveModule(L.LightningModule):
         self._rng: np.random.Generator | None = None
         self._val_rng: np.random.Generator | None = None
         self._restored_random_state: dict[str, Any] | None = None
+
+    def logged_names(self) -> list[str]:
+        """The per-stage values :meth:`losses` and the step log (``'<stage>/<name>'``), each a running mean."""
+        return ["loss", "iou", *(f"loss_{name}" for name in self.loss_terms)]
 
     def record_config(self, config: DictConfig | Mapping[str, Any]) -> None:
         """Keep the module's Hydra config in the checkpoint: ``hyper_parameters['net']`` is what

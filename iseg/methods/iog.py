@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from iseg.evaluation.protocol import ProtocolConfig
@@ -67,7 +68,10 @@ class IOGModule(InteractiveModule):
             validation_robot=robot if robot is not None else IOGRobot(),
         )
 
-    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def interactive_forward(
+        self, batch: Mapping[str, torch.Tensor], rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One forward on the crop and its guidance: IOG draws no clicks, so ``rng`` is unused."""
         return self(batch["images"], self.inputs.training_prompts(batch))
 
 
@@ -86,12 +90,19 @@ class IOGRefinementModule(IOGModule):
         self.hparams["num_rounds"] = num_rounds
         self.hparams["iou_threshold"] = iou_threshold
 
-    def interactive_forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    def interactive_forward(
+        self, batch: Mapping[str, torch.Tensor], rng: np.random.Generator | None = None
+    ) -> dict[str, Any]:
+        """The refinement rounds; their clicks follow from the crop's ground truth, so ``rng`` is unused."""
         images, gt = batch["images"], batch["instances"]
         inputs = self.inputs(images, torch.zeros_like(images[:, :1]), self.inputs.training_prompts(batch), 0, training=True)
         rounds = self.net.rounds(inputs["image"], inputs["guidance"], gt, self.num_rounds)
         outputs = [self.net.named_outputs(r.maps) for r in rounds]
         return {**outputs[0], "rounds": outputs, "round_ious": [r.iou for r in rounds]}
+
+    def logged_names(self) -> list[str]:
+        per_round = [f"round{index}_loss_{name}" for index in range(2) for name in self.loss_terms]
+        return [*super().logged_names(), *per_round, "round0_iou"]
 
     def losses(self, outputs: Mapping[str, Any], gt: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict]:
         totals, logs = [], {}
