@@ -9,6 +9,8 @@
     python scripts/benchmark_evaluation.py FBRS_CHECKPOINT --refiner fbrs_b --dataset grabcut --root ...
     python scripts/benchmark_evaluation.py IOG_CHECKPOINT --predictor iog --override robot=iog --max-clicks 3 --target-iou 1.01 ...
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --fold-batchnorm
+    python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.backend=onnxruntime   # exported once
+    python scripts/benchmark_evaluation.py MODEL.onnx --dataset grabcut --root ...                  # an export
     # before/after side by side: another checkout's script (e.g. a worktree of main) and this one with
     # the given options, alternated --repeats times in fresh processes; medians and digests printed
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --max-samples 6 \
@@ -51,7 +53,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from iseg.evaluation.runner import DatasetEvaluation, compose_eval_config, evaluate_checkpoint  # noqa: E402
 from iseg.interaction.metrics import mean_iou_curve  # noqa: E402
-from iseg.models.checkpoints import load_model  # noqa: E402
+from iseg.inference.backends import read_network  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -77,7 +79,7 @@ def results_digest(evaluation: DatasetEvaluation) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="iseg .ckpt or official checkpoint")
+    parser.add_argument("checkpoint", type=Path, help="iseg .ckpt, official checkpoint or .onnx export")
     parser.add_argument("--dataset", default="grabcut", help="evaluation set name (grabcut, berkeley, davis, ...)")
     parser.add_argument("--root", type=Path, required=True, help="dataset root folder")
     parser.add_argument("--max-samples", type=int, default=None)
@@ -117,7 +119,7 @@ def main() -> None:
         rank, device = fabric.global_rank, fabric.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    net = load_model(args.checkpoint, map_location="cpu")
+    net = read_network(args.checkpoint)
     predictor_name = {"hrnet18s": "fcfi_h18s", "resnet101": "fcfi_r101"}[args.fcfi_backbone] if args.fcfi else args.predictor
     overrides = [f"predictor={predictor_name}", f"refiner={args.refiner}", f"protocol.max_clicks={args.max_clicks}",
                  *args.override]
@@ -147,7 +149,8 @@ def main() -> None:
     zoom_in = evaluation.predictor["views"].get("zoom_in")
     zoom = "off" if zoom_in is None else f"target {zoom_in['target_size']} x{zoom_in['expansion_ratio']}"
     protocol = "FCFI (20 clicks, boundary metrics)" if args.fcfi else f"stop at {args.target_iou}"
-    print(f"checkpoint       {args.checkpoint}  ({type(net).__name__})")
+    backend = evaluation.predictor.get("backend") or "torch"
+    print(f"checkpoint       {args.checkpoint}  ({getattr(net, 'network_name', type(net).__name__)}, backend {backend})")
     print(
         f"setting          {args.dataset}, predictor={predictor_name}, refiner={args.refiner}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
         f"flip {'off' if args.no_flip else 'on'}, zoom-in {zoom}, channels_last {not args.no_channels_last}, "

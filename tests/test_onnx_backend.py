@@ -168,8 +168,9 @@ def test_refusals_are_clear(exported, tmp_path: Path) -> None:
         Predictor(path, refiner=FeatureBRS("C"), backend="onnxruntime")
     with pytest.raises(ValueError, match="runs on the CPU"):
         Predictor(path, backend="onnxruntime", device="cuda")
+    assert isinstance(Predictor(path).net, OnnxRuntimeNetwork)  # no backend named: it follows the network
     with pytest.raises(TypeError, match="give backend='onnxruntime'"):
-        Predictor(path)
+        Predictor(path, backend="torch")
     with pytest.raises(ValueError, match="backend must be one of"):
         Predictor(net, backend="tensorrt")
     (tmp_path / "junk.onnx").write_bytes(b"junk")
@@ -182,3 +183,40 @@ def test_refusals_are_clear(exported, tmp_path: Path) -> None:
 
     with pytest.raises(ExportError, match="Unstorable has no config"):
         export_onnx(net, inputs=Unstorable())
+
+
+@pytest.mark.slow
+def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, tmp_path: Path, one_thread) -> None:
+    from omegaconf import OmegaConf
+
+    from iseg.data.eval import FolderDataset
+    from iseg.evaluation.runner import compose_eval_config, evaluate_checkpoint
+    from tests.test_evaluate import make_folder_set
+
+    net, path = exported
+    folder = FolderDataset(make_folder_set(tmp_path / "set", num_images=2, shape=(48, 64)))
+    config = OmegaConf.to_container(
+        compose_eval_config(["predictor.views.zoom_in.target_size=64", "predictor.views.zoom_in.min_crop_size=32"]).predictor,
+        resolve=True,
+    )
+    assert config["backend"] is None  # follows the checkpoint
+    protocol = ProtocolConfig(max_clicks=3, target_iou=1.01)
+    runs = {
+        "torch": (net, None),
+        "onnx file": (path, None),
+        "exported once": (net, "onnxruntime"),
+    }
+    evaluations = {
+        name: evaluate_checkpoint(checkpoint, {"folder": folder}, {**config, "backend": backend}, protocol=protocol)[0]
+        for name, (checkpoint, backend) in runs.items()
+    }
+    assert evaluations["onnx file"].predictor["backend"] == "onnxruntime"
+    expected = evaluations["torch"].records
+    assert len(expected) == 2
+    for name in ("onnx file", "exported once"):
+        records = evaluations[name].records
+        assert [r.result.clicks for r in records] == [r.result.clicks for r in expected], name
+        for got, want in zip(records, expected):
+            np.testing.assert_allclose(got.result.ious, want.result.ious, atol=1e-3, err_msg=name)
+    with pytest.raises(TypeError, match="give backend='onnxruntime'"):
+        evaluate_checkpoint(path, {"folder": folder}, {**config, "backend": "torch"}, protocol=protocol)

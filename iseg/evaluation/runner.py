@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on evaluation sets under the NoC protocol: the code behind evaluate.py.
 
 - :func:`evaluate_checkpoint` is the Python entry: a checkpoint (any format ``load_model``
-  reads) and named evaluation sets in, one :class:`DatasetEvaluation` per set out.
+  reads, or an ``.onnx`` export) and named evaluation sets in, one :class:`DatasetEvaluation` per set out.
 - :func:`evaluate` is the Hydra entry (``conf/eval/evaluate.yaml``): it launches the processes
   with Lightning Fabric, builds the sets from the ``data`` entries, and on rank 0 prints the table
   and writes the reports into the run directory (and to the configured loggers).
@@ -38,7 +38,7 @@ from iseg.evaluation.protocol import (
 )
 from iseg.interaction.prompts import Prompt
 from iseg.interaction.robots import Robot
-from iseg.models.checkpoints import load_model
+from iseg.inference.backends import OnnxRuntimeNetwork, default_backend, network_backend, read_network
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def compose_eval_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path | nn.Module,
+    checkpoint: str | Path | nn.Module | OnnxRuntimeNetwork,
     datasets: Mapping[str, EvaluationSet | str | Path],
     predictor: PredictorFactory | Mapping[str, Any] | None = None,
     *,
@@ -129,8 +129,9 @@ def evaluate_checkpoint(
     """Run the protocol of a checkpoint on each set.
 
     Args:
-        checkpoint: a checkpoint file (iseg or official, see :func:`~iseg.models.checkpoints.load_model`)
-            or a network.
+        checkpoint: a checkpoint file (iseg or official, see :func:`~iseg.models.checkpoints.load_model`),
+            an exported ``.onnx`` model (run with onnxruntime), or a network. A predictor config with
+            ``backend: onnxruntime`` exports a PyTorch network once, before the first set.
         datasets: name -> an :class:`~iseg.data.eval.EvaluationSet`, or the root folder of the
             registered set of that name (``{'grabcut': '/data/GrabCut'}``).
         predictor: a predictor factory, or its Hydra config (``_target_`` + ``_partial_: true``,
@@ -166,8 +167,13 @@ def evaluate_checkpoint(
         raise ValueError("predictor_per_dataset changes a predictor config: pass predictor as a mapping with _target_")
     protocol = protocol or ProtocolConfig()
     sets = {key: _as_evaluation_set(key, value) for key, value in datasets.items()}
-    net = checkpoint if isinstance(checkpoint, nn.Module) else load_model(checkpoint, map_location="cpu")
-    if channels_last:
+    net = checkpoint if isinstance(checkpoint, (nn.Module, OnnxRuntimeNetwork)) else read_network(checkpoint)
+    if isinstance(predictor, Mapping):
+        # the backend is chosen once for every set: an nn.Module for onnxruntime is exported once here
+        if (predictor.get("backend") or default_backend(net)) == "onnxruntime":
+            net = network_backend(net, "onnxruntime", torch.device(device))
+            predictor = {**predictor, "backend": "onnxruntime"}
+    if channels_last and isinstance(net, nn.Module):
         net = net.to(memory_format=torch.channels_last)
     rank, world_size = _rank_and_world_size()
     evaluations = []
@@ -367,17 +373,18 @@ def _refuse_multirun_processes(cfg: DictConfig) -> None:
         )
 
 
-def check_predictor_networks(cfg: DictConfig, net: nn.Module) -> None:
+def check_predictor_networks(cfg: DictConfig, net: nn.Module | OnnxRuntimeNetwork) -> None:
     """Say so when the predictor option is made for other networks than the checkpoint's (an ablation).
 
     Each conf/eval/predictor file lists its networks (class names) under ``predictor_networks``.
     """
     networks = cfg.get("predictor_networks")
-    if networks and type(net).__name__ not in networks:
+    name = net.network_name if isinstance(net, OnnxRuntimeNetwork) else type(net).__name__
+    if networks and name not in networks:
         choice = _predictor_choice()
         log.warning(
             "the checkpoint holds a %s; the predictor settings%s are made for %s, so this run is an ablation",
-            type(net).__name__,
+            name,
             f" (predictor={choice})" if choice else "",
             ", ".join(networks),
         )
@@ -420,7 +427,7 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
     from iseg.evaluation.wandb_report import log_evaluations
     from iseg.runtime import finish_wandb, instantiate_group
 
-    net = load_model(str(cfg.checkpoint), map_location="cpu")
+    net = read_network(str(cfg.checkpoint))
     check_predictor_networks(cfg, net)
     datasets = build_datasets(cfg.get("data"))
     per_dataset = cfg.get("predictor_per_dataset")  # an empty {} (S2M) is falsy, to_container refuses a plain dict

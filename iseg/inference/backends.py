@@ -106,12 +106,30 @@ def _as_array(name: str, value: Any, onnx_type: str) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(value, dtype=dtype))
 
 
-def network_backend(net: Any, backend: str, device: torch.device) -> Any:
+def default_backend(net: Any) -> str:
+    """The backend a network runs on when none is named: torch for an ``nn.Module``, else onnxruntime."""
+    return "torch" if isinstance(net, nn.Module) else "onnxruntime"
+
+
+def read_network(path: str | Path) -> nn.Module | OnnxRuntimeNetwork:
+    """The network in a file: an ``.onnx`` model in an onnxruntime session, else a checkpoint
+    (:func:`~iseg.models.checkpoints.load_model`, on the CPU, in eval mode)."""
+    if Path(path).suffix == ".onnx":
+        return OnnxRuntimeNetwork(path)
+    from iseg.models.checkpoints import load_model
+
+    return load_model(path, map_location="cpu")
+
+
+def network_backend(net: Any, backend: str | None, device: torch.device) -> Any:
     """What the predictor calls: the module on ``device`` (torch), or an onnxruntime network.
 
     For ``onnxruntime``, ``net`` is a ``.onnx`` path, an :class:`OnnxRuntimeNetwork`, or an
-    ``nn.Module`` (exported in memory first, which takes a while for large networks).
+    ``nn.Module`` (exported in memory first, which takes a while for large networks). ``backend``
+    None: :func:`default_backend` of ``net``.
     """
+    if backend is None:
+        backend = default_backend(net)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "torch":

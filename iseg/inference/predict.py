@@ -42,13 +42,9 @@ class ImageDownscaled(UserWarning):
 
 @lru_cache(maxsize=4)
 def _cached_model(path: str, mtime: float) -> object:
-    if Path(path).suffix == ".onnx":
-        from iseg.inference.backends import OnnxRuntimeNetwork
+    from iseg.inference.backends import read_network
 
-        return OnnxRuntimeNetwork(path)
-    from iseg.models.checkpoints import load_model
-
-    return load_model(path, map_location="cpu")
+    return read_network(path)
 
 
 def load_network(checkpoint: str | Path | nn.Module) -> nn.Module | object:
@@ -90,10 +86,7 @@ def make_predictor(
     config = compose_eval_config(overrides).predictor
     factory = instantiate(config)
     given = {"refiner": refiner} if isinstance(refiner, Refiner) else {}
-    net = load_network(checkpoint)
-    if backend is None:
-        backend = "torch" if isinstance(net, nn.Module) else "onnxruntime"
-    return factory(net, device=device, backend=backend, **given)
+    return factory(load_network(checkpoint), device=device, backend=backend, **given)
 
 
 def as_prompt(prompt: Prompt | Sequence) -> Prompt:

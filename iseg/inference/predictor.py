@@ -72,7 +72,8 @@ class Predictor:
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
         output: the network output holding the logits (``instances``; S2M's per-object
             ``object_logits`` for the multi-object predictor).
-        backend: ``"torch"`` or ``"onnxruntime"`` (CPU; refiners that need gradients are refused).
+        backend: ``"torch"`` or ``"onnxruntime"`` (CPU; refiners that need gradients are refused);
+            None: torch for an ``nn.Module``, onnxruntime for an ``.onnx`` path or session.
         fold_batchnorm: run a copy of the network with BatchNorm folded into the convolutions
             (:mod:`iseg.inference.fold_batchnorm`: ~10% faster on a CPU; values change by float
             rounding only). Only with a refiner that runs the network whole (NoBRS).
@@ -87,7 +88,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         pred_thr: float = 0.49,
         output: str = "instances",
-        backend: str = "torch",
+        backend: str | None = None,
         fold_batchnorm: bool = False,
     ):
         self.device = torch.device(device)
@@ -113,11 +114,9 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
         """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`),
         or from an ``.onnx`` model (``backend="onnxruntime"`` then)."""
-        from iseg.models.checkpoints import load_model
+        from iseg.inference.backends import read_network
 
-        if Path(path).suffix == ".onnx":
-            return cls(path, device=device, **{"backend": "onnxruntime", **kwargs})
-        return cls(load_model(path, map_location="cpu"), device=device, **kwargs)
+        return cls(read_network(path), device=device, **kwargs)
 
     @property
     def image_size(self) -> tuple[int, int]:
