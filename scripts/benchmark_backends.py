@@ -4,6 +4,7 @@
     python scripts/benchmark_backends.py --checkpoint coco_lvis_h18s_itermask.pth --samples 10
     python scripts/benchmark_backends.py --samples 6 --target-iou 1.01       # the speed issue's setting
     python scripts/benchmark_backends.py --onnx model.onnx --checkpoint coco_lvis_h18s_itermask.pth
+    python scripts/benchmark_backends.py --nchw                           # PyTorch in NCHW (the reference's layout)
 
 Both backends run the same network (``--checkpoint``; by default the RITM HRNet18s ITER-M
 architecture with the golden fixture's fill-rule weights, which cost what the released weights
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--target-iou", type=float, default=0.90, help="early stop; 1.01: all --max-clicks clicks")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nchw", action="store_true", help="PyTorch in NCHW (default: channels_last, as read_network gives)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -97,6 +99,8 @@ def main() -> None:
             start = time.perf_counter()
             export_onnx(net, onnx_path)
             export_seconds = time.perf_counter() - start
+        if not args.nchw:  # after the export, which takes the network as stored
+            net = net.to(memory_format=torch.channels_last)
         protocol = ProtocolConfig(max_clicks=args.max_clicks, target_iou=args.target_iou)
         results = {}
         for backend, model in (("torch", net), ("onnxruntime", onnx_path)):
@@ -106,7 +110,8 @@ def main() -> None:
     sizes = sorted({s.image.shape[:2] for s in samples})
     print(f"network          {type(net).__name__} ({checkpoint if args.checkpoint else 'HRNet18s ITER-M, fill-rule weights'})")
     print(f"setting          GrabCut first {len(samples)} images {sizes[0]}..{sizes[-1]}, zoom-in 400 + flip, "
-          f"NoC to {args.target_iou:.2f} / {args.max_clicks} clicks, {args.threads} threads, torch {torch.__version__}")
+          f"NoC to {args.target_iou:.2f} / {args.max_clicks} clicks, {args.threads} threads, torch {torch.__version__} "
+          f"({'NCHW' if args.nchw else 'channels_last'})")
     if export_seconds is not None:
         print(f"ONNX export      {export_seconds:.1f} s wall (not counted)")
     print(f"{'':17}{'PyTorch':>12}{'onnxruntime':>14}")

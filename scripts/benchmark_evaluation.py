@@ -119,7 +119,7 @@ def main() -> None:
         rank, device = fabric.global_rank, fabric.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    net = read_network(args.checkpoint)
+    net = read_network(args.checkpoint, channels_last=False)  # evaluate_checkpoint converts it unless --no-channels-last
     predictor_name = {"hrnet18s": "fcfi_h18s", "resnet101": "fcfi_r101"}[args.fcfi_backbone] if args.fcfi else args.predictor
     overrides = [f"predictor={predictor_name}", f"refiner={args.refiner}", f"protocol.max_clicks={args.max_clicks}",
                  *args.override]

@@ -37,6 +37,32 @@ def test_predict_equals_the_configured_predictor_clicked_by_hand(checkpoint, one
     assert load_network(checkpoint) is load_network(str(checkpoint))  # loaded once
 
 
+def _conv_weights(net) -> list:
+    return [p for p in net.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1]
+
+
+def test_networks_read_from_files_run_channels_last_with_the_stored_values(checkpoint, one_thread):
+    """read_network gives the fast memory format to predict, the demo and Predictor.from_checkpoint;
+    the stored layout on request (what evaluate_checkpoint and the ONNX export take)."""
+    import torch
+
+    from iseg.inference.backends import read_network
+
+    fast, stored = read_network(checkpoint), read_network(checkpoint, channels_last=False)
+    for net, channels_last in ((fast, True), (load_network(checkpoint), True), (Predictor.from_checkpoint(checkpoint).net, True), (stored, False)):
+        weights = _conv_weights(net)
+        assert weights and all(w.is_contiguous(memory_format=torch.channels_last) == channels_last for w in weights)
+        assert all(w.is_contiguous() != channels_last for w in weights)
+    image = _image(64, 96)
+    probs = {}
+    for name, net in (("fast", fast), ("stored", stored)):
+        predictor = Predictor(net, views={"flip": Flip()})
+        predictor.set_image(image)
+        probs[name] = [predictor.add(click) for click in CLICKS]
+    for a, b in zip(probs["fast"], probs["stored"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_a_refiner_by_name_or_object(checkpoint, one_thread):
     image = _image(64, 96)
     named = make_predictor(checkpoint, "fbrs_c")

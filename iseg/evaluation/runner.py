@@ -167,7 +167,8 @@ def evaluate_checkpoint(
         raise ValueError("predictor_per_dataset changes a predictor config: pass predictor as a mapping with _target_")
     protocol = protocol or ProtocolConfig()
     sets = {key: _as_evaluation_set(key, value) for key, value in datasets.items()}
-    net = checkpoint if isinstance(checkpoint, (nn.Module, OnnxRuntimeNetwork)) else read_network(checkpoint)
+    # read as stored: the memory format is set below, once the backend is known (an export takes NCHW)
+    net = checkpoint if isinstance(checkpoint, (nn.Module, OnnxRuntimeNetwork)) else read_network(checkpoint, channels_last=False)
     if isinstance(predictor, Mapping):
         # the backend is chosen once for every set: an nn.Module for onnxruntime is exported once here
         if (predictor.get("backend") or default_backend(net)) == "onnxruntime":
@@ -427,7 +428,7 @@ def _evaluate_launched(cfg: DictConfig, fabric: Any, formats: Any) -> dict[str, 
     from iseg.evaluation.wandb_report import log_evaluations
     from iseg.runtime import finish_wandb, instantiate_group
 
-    net = read_network(str(cfg.checkpoint))
+    net = read_network(str(cfg.checkpoint), channels_last=False)  # evaluate_checkpoint sets the format
     check_predictor_networks(cfg, net)
     datasets = build_datasets(cfg.get("data"))
     per_dataset = cfg.get("predictor_per_dataset")  # an empty {} (S2M) is falsy, to_container refuses a plain dict

@@ -112,8 +112,9 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
-        """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`),
-        or from an ``.onnx`` model (``backend="onnxruntime"`` then)."""
+        """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`;
+        the network in channels_last, :func:`~iseg.inference.backends.read_network`), or from an
+        ``.onnx`` model (``backend="onnxruntime"`` then)."""
         from iseg.inference.backends import read_network
 
         return cls(read_network(path), device=device, **kwargs)
