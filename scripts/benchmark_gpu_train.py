@@ -2,13 +2,17 @@
 
     python scripts/benchmark_gpu_train.py                       # RITM + FCFI HRNet18s, batch 32/64, bf16, cuda
     python scripts/benchmark_gpu_train.py --models ritm_hrnet18s --batch-sizes 128 --steps 30
+    python scripts/benchmark_gpu_train.py --simulations device --compile none default reduce-overhead
     python scripts/benchmark_gpu_train.py --device cpu --tiny   # a check that it runs (tests use this)
 
 For every (model, batch size, simulation) the real ITER-M training step runs (the LightningModule's
 ``training_step``: 0-3 eval-mode click passes, the trained forward, backward, Adam) on batches
 prepared beforehand on the device, in the given precision and channels_last. ``simulation``:
 ``host`` is the reference's way (the next-click rule on the CPU, one sample at a time, OpenCV
-distance transforms), ``device`` the batched torch rule on the GPU (same rule, no host round trip).
+distance transforms), ``device`` the batched torch rule on the GPU (same rule, no host round trip). ``--compile`` adds
+rows with the network compiled as ``trainer.compile={mode: ...}`` does it (``none``: eager;
+``reduce-overhead`` replays the fixed-shape passes as CUDA graphs); the warm-up column holds the
+compile time.
 
 Figures per row:
 - samples/s: batch / mean step time (steps synchronised at both ends);
@@ -35,6 +39,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from iseg.training.compile import compile_network  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -110,10 +116,13 @@ def build(model: str, batch_size: int, crop: tuple[int, int], device: torch.devi
     return module, optimizer, batches
 
 
-def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str) -> dict[str, object]:
+def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str, compile_mode: str = "none") -> dict[str, object]:
     device = torch.device(args.device)
     torch.manual_seed(0)
     module, optimizer, batches = build(model, batch_size, tuple(args.crop), device, args.channels_last)
+    if compile_mode != "none":
+        torch._dynamo.reset()
+        compile_network(module, {"mode": compile_mode})
     module.simulate_on_device = simulation == "device"
     module._click_sampler = None
     timed = TimedSampler(module.click_sampler, device)
@@ -130,10 +139,12 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str) 
         loss.backward()
         optimizer.step()
 
+    warmup_start = time.perf_counter()
     for index in range(args.warmup):
         step(index)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    warmup_seconds = time.perf_counter() - warmup_start
     timed.seconds = 0.0
     with GpuBusySampler(device) as gpu:
         start = time.perf_counter()
@@ -146,6 +157,8 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str) 
         "model": model,
         "batch": batch_size,
         "simulation": simulation,
+        "compile": compile_mode,
+        "warmup_s": warmup_seconds,
         "samples_s": batch_size * args.steps / elapsed,
         "step_ms": 1000 * elapsed / args.steps,
         "click_ms": 1000 * timed.seconds / args.steps,
@@ -159,6 +172,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--models", nargs="+", default=["ritm_hrnet18s", "fcfi_hrnet18s"], help="conf/model names")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 64])
     parser.add_argument("--simulations", nargs="+", choices=["host", "device"], default=["host", "device"])
+    parser.add_argument("--compile", nargs="+", default=["none"], metavar="MODE",
+                        help="none (eager) and/or torch.compile modes: default, reduce-overhead, max-autotune, ...")
     parser.add_argument("--crop", type=int, nargs=2, default=(320, 480), metavar=("H", "W"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -179,18 +194,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         f"device {args.device}, precision {args.precision}, channels_last {args.channels_last}, "
         f"{args.crop[0]}x{args.crop[1]}, {args.steps} timed steps after {args.warmup} (0-3 simulated clicks each)"
     )
-    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}")
+    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'compile':>17}{'warm-up s':>11}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}")
     for model in args.models:
         for batch_size in args.batch_sizes:
             for simulation in args.simulations:
-                row = run(args, model, batch_size, simulation)
-                rows.append(row)
-                busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
-                print(
-                    f"{model:16}{batch_size:>6}{simulation:>12}{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}"
-                    f"{row['click_ms']:>10.0f}{row['click_share']:>13.0%}{busy:>10}",
-                    flush=True,
-                )
+                for compile_mode in args.compile:
+                    row = run(args, model, batch_size, simulation, compile_mode)
+                    rows.append(row)
+                    busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
+                    print(
+                        f"{model:16}{batch_size:>6}{simulation:>12}{compile_mode:>17}{row['warmup_s']:>11.1f}"
+                        f"{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}{row['click_ms']:>10.0f}{row['click_share']:>13.0%}{busy:>10}",
+                        flush=True,
+                    )
     return rows
 
 

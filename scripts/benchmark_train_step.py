@@ -4,6 +4,7 @@
     python scripts/benchmark_train_step.py model=ritm_hrnet32 --batch-size 4 --device cuda --precision bf16
     python scripts/benchmark_train_step.py model=fcfi_hrnet18s  # FCFI (FCFI adapter and feedback loss terms)
     python scripts/benchmark_train_step.py model=fcfi_resnet101 --device cuda
+    python scripts/benchmark_train_step.py --compile default     # the network through torch.compile
 
 Each step draws 0-3 extra simulated clicks (eval-mode passes without gradients), then runs the
 forward/backward/Adam update, exactly as in training (for FCFI models: with the newest click and
@@ -24,6 +25,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from iseg.training.compile import compile_network
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", default=None, metavar="MODE",
+                        help="torch.compile the network as trainer.compile={mode: MODE} does (default, max-autotune, ...)")
     args = parser.parse_args()
 
     if args.threads:
@@ -64,6 +69,8 @@ def main() -> None:
     module = instantiate(cfg.model).to(device)
     if args.channels_last:
         module = module.to(memory_format=torch.channels_last)
+    if args.compile:
+        compile_network(module, {"mode": args.compile})
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     dataset = instantiate(cfg.data.train_dataset)
@@ -94,7 +101,8 @@ def main() -> None:
     mean = statistics.mean(times)
     print(f"model: {cfg.model.net._target_} {dict((k, v) for k, v in cfg.model.net.items() if k in ('width', 'small', 'ocr_width', 'backbone', 'mid_ch', 'expansion_ratio'))}")
     print(f"module: {type(module).__name__}")
-    print(f"device: {device} | precision: {args.precision} | channels_last: {args.channels_last} | threads: {torch.get_num_threads()}")
+    print(f"device: {device} | precision: {args.precision} | channels_last: {args.channels_last} | threads: {torch.get_num_threads()}"
+          f" | compile: {args.compile or 'off'}")
     print(f"batch {args.batch_size} x {crop[0]}x{crop[1]}, {args.steps} timed steps (0-3 extra clicks each)")
     print(f"step time: mean {mean:.3f} s, median {statistics.median(times):.3f} s, min {min(times):.3f} s")
     print(f"throughput: {args.batch_size / mean:.2f} samples/s")

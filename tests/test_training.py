@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from iseg.inference.predictor import Predictor
 from iseg.interaction.clicks import Click
 from iseg.models.checkpoints import load_model
+from iseg.training.compile import CompileNetwork
 from iseg.training.run import train
 from tests.conftest import compose_train_config
 
@@ -108,3 +110,51 @@ def test_bf16_mixed_precision_and_channels_last_from_the_trainer_config(tmp_path
     rows = _metrics_rows(tmp_path)
     losses = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
     assert losses and all(np.isfinite(losses))
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_to_the_weights_of_the_plain_network(tmp_path):
+    """``trainer.compile`` runs the network through torch.compile (here dynamo with the eager backend,
+    which executes the captured graphs op for op): the same training steps give the plain network's
+    weights exactly, under the same parameter names."""
+    from torch._dynamo.utils import counters
+
+    cfg = compose_train_config(tmp_path, ["trainer.compile={backend:eager}"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    (compile_callback,) = [c for c in trainer.callbacks if isinstance(c, CompileNetwork)]
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    batches = [next(iter(datamodule.train_dataloader()))] * 2
+
+    def trained(compiled: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        module = instantiate(cfg.model)
+        if compiled:
+            compile_callback.setup(trainer, module, "fit")
+        optimizer = module.configure_optimizers()["optimizer"]
+        for step, batch in enumerate(batches):
+            loss = module.training_step(batch, step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return module.state_dict()
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = trained(compiled=True)
+    assert counters["stats"]["unique_graphs"] >= 1
+    plain = trained(compiled=False)
+    assert compiled.keys() == plain.keys()
+    for name, tensor in plain.items():
+        assert torch.equal(compiled[name], tensor), name
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("trainer.compile={bogus:1}", r"trainer\.compile\.bogus: not a torch\.compile argument"),
+     ("trainer.compile={mode:fastest}", r"trainer\.compile: Unrecognized mode=fastest")],
+)
+def test_compile_settings_that_torch_does_not_know_are_named(tmp_path, override, message):
+    cfg = compose_train_config(tmp_path, [override])
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        train(cfg)

@@ -1,9 +1,11 @@
 """Lightning's Trainer with iseg's run behaviour, so that all of it lives in the trainer config group:
-the memory-format switch (``channels_last``), progress (a bar in a terminal, log lines
-otherwise), atomic checkpoint writes, and a logging interval that fits short epochs."""
+the memory-format switch (``channels_last``), ``torch.compile`` of the network (``compile``),
+progress (a bar in a terminal, log lines otherwise), atomic checkpoint writes, and a logging
+interval that fits short epochs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -13,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 
 from iseg.training.checkpointing import AtomicCheckpointIO
+from iseg.training.compile import CompileNetwork, compile_options
 from iseg.training.progress import ProgressBar, ProgressLog, interactive_output
 
 
@@ -29,6 +32,9 @@ class Trainer(L.Trainer):
 
     Args:
         channels_last: convert the module to channels_last (NHWC) before running.
+        compile: ``torch.compile`` the module's network in place before running: true for torch's
+            defaults, or its arguments (e.g. ``{mode: reduce-overhead}`` for CUDA graphs); see
+            :mod:`iseg.training.compile`.
         enable_progress_bar: True shows a progress bar when the output is a terminal; otherwise
             (a file, nohup, CI) progress comes as log lines (:class:`~iseg.training.progress.ProgressLog`).
         progress_interval: seconds between those progress lines within an epoch or a protocol run
@@ -44,6 +50,7 @@ class Trainer(L.Trainer):
         self,
         *,
         channels_last: bool = False,
+        compile: bool | Mapping[str, Any] | None = False,
         enable_progress_bar: bool | None = True,
         progress_interval: float | None = 60.0,
         callbacks: Any = None,
@@ -58,6 +65,9 @@ class Trainer(L.Trainer):
             callbacks = list(callbacks)
         if channels_last:
             callbacks.append(ChannelsLast())
+        options = compile_options(compile)
+        if options is not None:
+            callbacks.append(CompileNetwork(options))
         if enable_progress_bar is None:
             enable_progress_bar = True
         has_bar = any(isinstance(cb, LightningProgressBar) for cb in callbacks)
