@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from iseg.data.eval.base import EvalEntry, EvaluationSet
-from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.eval.layout import paired_folders
 from iseg.data.image_io import read_mask
 
 
@@ -37,16 +37,14 @@ class DavisDataset(EvaluationSet):
         skip_bad_samples: bool = False,
     ) -> None:
         super().__init__(root)
-        require_layout(
+        entries, self.exclusions = paired_folders(
             self.title,
             self.root,
-            [
-                (f"{images_dir}/", "images, any extension (e.g. 000.jpg)"),
-                (f"{masks_dir}/", "one mask per image, same file stem (e.g. 000.png): any non-zero colour = object"),
-            ],
-            [images_dir, masks_dir],
+            images_dir,
+            masks_dir,
+            "images, any extension (e.g. 000.jpg)",
+            "one mask per image, same file stem (e.g. 000.png): any non-zero colour = object",
         )
-        entries, self.exclusions = pair_by_stem(self.title, self.root / images_dir, self.root / masks_dir)
         entries = self.drop_empty(entries) if check_masks else entries
         self.entries = self.check_files(entries, check_files, skip_bad_samples)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from iseg.data.eval.base import EvalEntry, EvaluationSet
-from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.eval.layout import paired_folders
 from iseg.data.image_io import read_label_map
 
 MASK_MODES = ("binary", "instances")
@@ -71,16 +71,14 @@ class FolderDataset(EvaluationSet):
         ignore_text = "no ignore value" if ignore_value is None else f"{ignore_value} ignore"
         object_text = "any other value = object" if mask_mode == "binary" else "each other value = one object"
         self.object_rule = "object pixel (non-zero, non-ignore value)"
-        require_layout(
+        entries, self.exclusions = paired_folders(
             self.title,
             self.root,
-            [
-                (f"{images_dir}/", "images, any extension"),
-                (f"{masks_dir}/", f"one mask per image, same file stem: 0 bg, {ignore_text}, {object_text}"),
-            ],
-            [images_dir, masks_dir],
+            images_dir,
+            masks_dir,
+            "images, any extension",
+            f"one mask per image, same file stem: 0 bg, {ignore_text}, {object_text}",
         )
-        entries, self.exclusions = pair_by_stem(self.title, self.root / images_dir, self.root / masks_dir)
         entries = self.drop_empty(entries) if mask_mode == "binary" else self._split_instances(entries)
         self.entries = self.check_files(entries, check_files, skip_bad_samples)
         if not self.entries:

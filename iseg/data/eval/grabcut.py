@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from iseg.data.eval.base import EvalEntry, EvaluationSet
-from iseg.data.eval.layout import pair_by_stem, require_layout
+from iseg.data.eval.layout import paired_folders
 from iseg.data.image_io import read_mask
 
 BERKELEY_VARIANTS = {"ritm": ("images", "masks"), "fcfi": ("images-f-BRS/test", "masks-f-BRS/test")}
@@ -45,16 +45,14 @@ class GrabCutDataset(EvaluationSet):
         skip_bad_samples: bool = False,
     ) -> None:
         super().__init__(root)
-        require_layout(
+        entries, self.exclusions = paired_folders(
             self.title,
             self.root,
-            [
-                (f"{images_dir}/", "images, any extension (e.g. 106024.jpg)"),
-                (f"{masks_dir}/", "mask per image, same stem (e.g. 106024.bmp): 0 bg, 128 ignore, >128 object"),
-            ],
-            [images_dir, masks_dir],
+            images_dir,
+            masks_dir,
+            "images, any extension (e.g. 106024.jpg)",
+            "mask per image, same stem (e.g. 106024.bmp): 0 bg, 128 ignore, >128 object",
         )
-        entries, self.exclusions = pair_by_stem(self.title, self.root / images_dir, self.root / masks_dir)
         entries = self.drop_empty(entries) if check_masks else entries
         self.entries = self.check_files(entries, check_files, skip_bad_samples)
 

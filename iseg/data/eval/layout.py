@@ -95,6 +95,16 @@ def pair_by_stem(
     return entries, sorted(orphans)
 
 
+def paired_folders(
+    title: str, root: Path, images_dir: str, masks_dir: str, images_hint: str, masks_hint: str
+) -> tuple[list[EvalEntry], list[Exclusion]]:
+    """``root/images_dir`` and ``root/masks_dir`` as stem-matched entries (:func:`pair_by_stem`),
+    after :func:`require_layout` has checked both folders (the hints describe them in its error)."""
+    layout = [(f"{images_dir}/", images_hint), (f"{masks_dir}/", masks_hint)]
+    require_layout(title, root, layout, [images_dir, masks_dir])
+    return pair_by_stem(title, root / images_dir, root / masks_dir)
+
+
 def read_name_list(path: Path) -> list[str]:
     """Sample names of a split file (one per line; surrounding spaces and blank lines are not names)."""
     with open(path, encoding="utf-8") as f:
