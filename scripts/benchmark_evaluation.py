@@ -10,6 +10,7 @@
     python scripts/benchmark_evaluation.py IOG_CHECKPOINT --predictor iog --override robot=iog --max-clicks 3 --target-iou 1.01 ...
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --fold-batchnorm
     python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.backend=onnxruntime   # exported once
+    python scripts/benchmark_evaluation.py CHECKPOINT ... --default-malloc   # glibc's own malloc settings
     python scripts/benchmark_evaluation.py MODEL.onnx --dataset grabcut --root ...                  # an export
     # before/after side by side: another checkout's script (e.g. a worktree of main) and this one with
     # the given options, alternated --repeats times in fresh processes; medians and digests printed
@@ -26,6 +27,9 @@ loading, clicker, predictor (zoom-in, flip, network) and IoU, as the reference's
 The results digest identifies every sample's clicks and per-click (intersection, union) counts:
 equal digests mean identical clicks and IoUs, so two settings (e.g. --no-channels-last) can be
 compared for speed at equal results.
+
+glibc malloc keeps freed memory for reuse as evaluate.py sets it (:mod:`iseg.allocator`) unless
+``--default-malloc``.
 
 Seconds per click is one process's loop time per click (the reference's SPC); with
 ``--processes N`` (Lightning Fabric DDP, the samples sharded over N processes) the wall-clock time
@@ -47,6 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from iseg.allocator import keep_freed_memory  # noqa: E402
 from iseg.evaluation.distributed import gather_objects  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -100,6 +105,8 @@ def main() -> None:
                         help="conf/eval/refiner option (none, rgb_brs, distmap_brs, fbrs_a, fbrs_b, fbrs_c)")
     parser.add_argument("--override", action="append", default=[], help="more Hydra overrides of conf/eval")
     parser.add_argument("--fold-batchnorm", action="store_true", help="predictor.fold_batchnorm=true (NoBRS only)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (evaluate.py's keep_freed_memory=false)")
     parser.add_argument("--compare-with", type=Path, default=None, metavar="CHECKOUT",
                         help="run CHECKOUT/scripts/benchmark_evaluation.py (same arguments, without this "
                              "checkout's options) and this one alternately; print both side by side")
@@ -119,6 +126,7 @@ def main() -> None:
         rank, device = fabric.global_rank, fabric.device
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = not args.default_malloc and keep_freed_memory()
     net = read_network(args.checkpoint, channels_last=False)  # evaluate_checkpoint converts it unless --no-channels-last
     predictor_name = {"hrnet18s": "fcfi_h18s", "resnet101": "fcfi_r101"}[args.fcfi_backbone] if args.fcfi else args.predictor
     overrides = [f"predictor={predictor_name}", f"refiner={args.refiner}", f"protocol.max_clicks={args.max_clicks}",
@@ -154,7 +162,7 @@ def main() -> None:
     print(
         f"setting          {args.dataset}, predictor={predictor_name}, refiner={args.refiner}, protocol {protocol}, device {device}, threads {torch.get_num_threads()}, "
         f"flip {'off' if args.no_flip else 'on'}, zoom-in {zoom}, channels_last {not args.no_channels_last}, "
-        f"processes {evaluation.world_size}"
+        f"processes {evaluation.world_size}, malloc keeps freed memory {kept}"
     )
     print(f"samples / clicks {len(evaluation.records)} / {evaluation.result.num_clicks}")
     print(f"seconds / click  {evaluation.result.seconds_per_click:.4f}  (one process)")
@@ -173,7 +181,7 @@ def main() -> None:
 
 
 # Options of this checkout that a baseline checkout's script may not know.
-_NEW_OPTIONS = {"--fold-batchnorm": 0, "--compare-with": 1, "--repeats": 1}
+_NEW_OPTIONS = {"--fold-batchnorm": 0, "--default-malloc": 0, "--compare-with": 1, "--repeats": 1}
 _REPORTED = ("seconds / click", "wall s / click", "CPU s / click", "peak RSS", "NoC@90", "results digest")
 
 

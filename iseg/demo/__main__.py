@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = parse_args(argv)
     import uvicorn
 
+    from iseg.allocator import keep_freed_memory
     from iseg.demo.app import create_app
+
+    keep_freed_memory()  # a server process of its own: each click's forward reuses the last one's memory
 
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"iseg demo: http://{host}:{config.port}/ (loading {config.checkpoint}; the page shows the progress)")

@@ -408,6 +408,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     from hydra.utils import instantiate
 
     from iseg.evaluation.report import check_formats
+    from iseg.allocator import keep_freed_memory
     from iseg.runtime import single_log_file, thread_settings
 
     formats = check_formats(cfg.get("per_sample_formats", ["json"]))
@@ -415,6 +416,8 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     single_log_file()  # DDP children know their rank from the environment already
     fabric = instantiate(cfg.fabric)
     fabric.launch()
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
     with thread_settings(cfg.get("threads"), fabric.world_size):
         return _evaluate_launched(cfg, fabric, formats)
 
