@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from iseg.allocator import keep_freed_memory
 from iseg.runtime import (
     finish_wandb,
     instantiate_group,
@@ -107,6 +108,8 @@ def train(cfg: DictConfig) -> float | None:
     single_log_file()
     quiet_start()
     output_dir = _output_dir(cfg)
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()  # before the loader workers fork: they inherit it
     try:
         with thread_settings(cfg.get("threads"), _processes_per_node(cfg)):
             return _train(cfg)
