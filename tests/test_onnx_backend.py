@@ -1,11 +1,14 @@
-"""ONNX export and the onnxruntime backend: same clicks and probabilities (1e-4) as PyTorch on the
-protocol with zoom-in and flip; named dynamic inputs; the adapter travels in the model; clear refusals.
+"""ONNX export and the exported backends (onnxruntime, openvino): same clicks and probabilities
+(1e-4) as PyTorch on the protocol with zoom-in and flip; named dynamic inputs; the adapter travels in
+the model; clear refusals; OpenVINO gives the NoBRS golden's clicks with one thread and with two.
 
 The tests that need the exported model are slow (one export, shared by the module)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +21,22 @@ import onnx  # noqa: E402
 from iseg.evaluation.protocol import ProtocolConfig, evaluate_sample  # noqa: E402
 from iseg.export import ExportError, export_onnx  # noqa: E402
 from iseg.export.__main__ import main as export_main  # noqa: E402
-from iseg.inference.backends import OnnxRuntimeNetwork  # noqa: E402
+from iseg.inference.backends import network_backend  # noqa: E402
+from iseg.inference.exported import OnnxRuntimeNetwork, OpenVinoNetwork  # noqa: E402
 from iseg.inference.brs import FeatureBRS  # noqa: E402
 from iseg.inference.flip import Flip  # noqa: E402
 from iseg.inference.predict import predict  # noqa: E402
 from iseg.inference.predictor import Predictor  # noqa: E402
 from iseg.inference.zoom_in import ZoomIn  # noqa: E402
 from iseg.interaction.prompts import Click  # noqa: E402
+from iseg.models.checkpoints import load_model  # noqa: E402
 from iseg.models.deeplab_model import DeeplabModel  # noqa: E402
 from iseg.models.inputs import ClickInputs, NetInputs  # noqa: E402
-from tests.test_predictor import GOLDEN
+from tests.test_predictor import GOLDEN, _checkpoint, check_golden_protocol, golden, golden_views  # noqa: F401
+
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed (pip install 'iseg[openvino]')"
+)
 
 PROTOCOL = ProtocolConfig(max_clicks=4, target_iou=1.01)
 
@@ -220,3 +229,121 @@ def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, 
             np.testing.assert_allclose(got.result.ious, want.result.ious, atol=1e-3, err_msg=name)
     with pytest.raises(TypeError, match="give backend='onnxruntime'"):
         evaluate_checkpoint(path, {"folder": folder}, {**config, "backend": "torch"}, protocol=protocol)
+
+
+# ---------------------------------------------------------------------------- backend='openvino'
+
+
+@needs_openvino
+@pytest.mark.slow  # one export of the HRNet18s stand-in (~1 min of CPU)
+def test_openvino_gives_the_nobrs_goldens_clicks_with_one_thread_and_with_two(golden, tmp_path: Path) -> None:  # noqa: F811
+    net = load_model(_checkpoint("v1_override", tmp_path), map_location="cpu")
+    model = export_onnx(net)
+    for threads in (1, 2):
+        predictor = Predictor(OpenVinoNetwork(model, threads=threads), views=golden_views(golden), pred_thr=0.49)
+        assert predictor.net.compiled.get_property("INFERENCE_NUM_THREADS") == threads
+        assert str(predictor.net.compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+        check_golden_protocol(predictor, golden, "v1_override")
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_openvino_gives_the_clicks_of_pytorch(exported, grabcut, one_thread) -> None:
+    net, path = exported
+    with_torch = Predictor(net, views=views())
+    with_openvino = Predictor(path, views=views(), backend="openvino")
+    assert isinstance(with_openvino.net, OpenVinoNetwork)
+    for image, gt in grabcut:
+        clicks, maps = run(with_torch, image, gt)
+        openvino_clicks, openvino_maps = run(with_openvino, image, gt)
+        assert openvino_clicks == clicks
+        for k, (expected, got) in enumerate(zip(maps, openvino_maps)):
+            np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0, err_msg=f"click {k + 1}")
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_outputs_are_the_callers_to_keep(exported, grabcut, one_thread) -> None:
+    """OpenVINO reuses its output buffers: a kept result must not change on the next call."""
+    _, path = exported
+    network = OpenVinoNetwork(path)
+    adapter = network.default_inputs()
+    image = torch.rand(1, 4, 40, 56, generator=torch.Generator().manual_seed(0))
+    points = adapter.encode([[Click(10, 20, True)]], "cpu")["points"]
+    first = network(image=image, points=points)["instances"]
+    kept = first.clone()
+    network(image=torch.rand(1, 4, 40, 56), points=points)
+    assert torch.equal(first, kept)
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_networks_move_between_backends(exported) -> None:
+    _, path = exported
+    cpu = torch.device("cpu")
+    from_onnxruntime = network_backend(OnnxRuntimeNetwork(path), "openvino", cpu)
+    assert isinstance(from_onnxruntime, OpenVinoNetwork) and from_onnxruntime.network_name.endswith(".DeeplabModel")
+    assert isinstance(network_backend(from_onnxruntime, "onnxruntime", cpu), OnnxRuntimeNetwork)
+    assert network_backend(from_onnxruntime, None, cpu) is from_onnxruntime  # no backend named: its own
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_an_exported_network_is_no_ablation_of_its_own_predictor(exported, caplog) -> None:
+    """The stored name is the class's dotted path; the predictor files list class names."""
+    from omegaconf import OmegaConf
+
+    from iseg.evaluation.runner import check_predictor_networks
+
+    _, path = exported
+    with caplog.at_level("WARNING", logger="iseg.evaluation.runner"):
+        check_predictor_networks(OmegaConf.create({"predictor_networks": ["HRNetModel", "DeeplabModel"]}), OpenVinoNetwork(path))
+        check_predictor_networks(OmegaConf.create({"predictor_networks": ["FCFIHRNetModel"]}), OpenVinoNetwork(path))
+    assert [record.getMessage().split(";")[0] for record in caplog.records] == ["the checkpoint holds a DeeplabModel"]
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_refusals_name_the_backend_and_the_file(exported, tmp_path: Path, monkeypatch) -> None:
+    net, path = exported
+    with pytest.raises(ValueError, match="backend='openvino' runs on the CPU"):
+        Predictor(path, backend="openvino", device="cuda")
+    with pytest.raises(ValueError, match="fold_batchnorm=true folds a PyTorch network; OpenVinoNetwork"):
+        Predictor(path, backend="openvino", fold_batchnorm=True)
+    with pytest.raises(TypeError, match="give backend='openvino'"):
+        Predictor(OpenVinoNetwork(path), backend="torch")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.onnx: not an ONNX model openvino can load"):
+        OpenVinoNetwork(tmp_path / "junk.onnx")
+    with pytest.raises(FileNotFoundError, match="nope.onnx does not exist"):
+        OpenVinoNetwork(tmp_path / "nope.onnx")
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'iseg\[openvino\]'"):
+        OpenVinoNetwork(path)
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_the_evaluation_runs_openvino_with_the_clicks_of_pytorch(exported, tmp_path: Path, one_thread) -> None:
+    from omegaconf import OmegaConf
+
+    from iseg.data.eval import FolderDataset
+    from iseg.evaluation.runner import compose_eval_config, evaluate_checkpoint
+    from tests.test_evaluate import make_folder_set
+
+    net, path = exported
+    folder = FolderDataset(make_folder_set(tmp_path / "set", num_images=2, shape=(48, 64)))
+    config = OmegaConf.to_container(
+        compose_eval_config(["predictor.views.zoom_in.target_size=64", "predictor.views.zoom_in.min_crop_size=32"]).predictor,
+        resolve=True,
+    )
+    protocol = ProtocolConfig(max_clicks=3, target_iou=1.01)
+    # the PyTorch network exported once for the evaluation is covered with onnxruntime (same code)
+    expected, got = (
+        evaluate_checkpoint(checkpoint, {"folder": folder}, {**config, "backend": backend}, protocol=protocol)[0]
+        for checkpoint, backend in ((net, None), (path, "openvino"))
+    )
+    assert got.predictor["backend"] == "openvino" and len(got.records) == 2
+    assert [r.result.clicks for r in got.records] == [r.result.clicks for r in expected.records]
+    for mine, want in zip(got.records, expected.records):
+        np.testing.assert_allclose(mine.result.ious, want.result.ious, atol=1e-3)

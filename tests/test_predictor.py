@@ -54,14 +54,22 @@ def _checkpoint(setting: str, folder: Path) -> Path:
 )
 def test_nobrs_pipeline_matches_reference(setting: str, fold_batchnorm: bool, golden, tmp_path: Path, one_thread) -> None:
     """The reference's clicks, IoUs and maps; with BatchNorm folded into the convolutions too."""
-    meta, arrays = golden
-    assert meta["predictor"]["zoom_in"]["target_size"] == 400 and meta["predictor"]["with_flip"]
     predictor = Predictor.from_checkpoint(
-        str(_checkpoint(setting, tmp_path)),
-        views={"zoom_in": ZoomIn(target_size=400), "flip": Flip()},
-        pred_thr=0.49,
-        fold_batchnorm=fold_batchnorm,
+        str(_checkpoint(setting, tmp_path)), views=golden_views(golden), pred_thr=0.49, fold_batchnorm=fold_batchnorm
     )
+    check_golden_protocol(predictor, golden, setting)
+
+
+def golden_views(golden) -> dict:
+    """The views of the NoBRS golden: RITM's zoom-in (target 400) and flip."""
+    meta, _ = golden
+    assert meta["predictor"]["zoom_in"]["target_size"] == 400 and meta["predictor"]["with_flip"]
+    return {"zoom_in": ZoomIn(target_size=400), "flip": Flip()}
+
+
+def check_golden_protocol(predictor: Predictor, golden, setting: str) -> None:
+    """Run the NoBRS golden's protocol (6 clicks per image) and compare clicks, IoUs, maps and ROIs."""
+    meta, arrays = golden
     for ref in meta["settings"][setting]:
         name = ref["image"]
         image, gt = arrays[f"image/{name}"], arrays[f"gt/{name}"]
@@ -77,6 +85,7 @@ def test_nobrs_pipeline_matches_reference(setting: str, fold_batchnorm: bool, go
 
         predictor.add = record  # record every map and ROI of the protocol's calls
         result = evaluate_sample(predictor, gt, ProtocolConfig(max_clicks=6, target_iou=1.01))
+        del predictor.add
         assert [[c.y, c.x, int(c.is_positive)] for c in result.clicks] == ref["clicks"], name
         np.testing.assert_allclose(result.ious, ref["ious"], atol=1e-3, err_msg=name)
         mean_prob = [float(m.astype(np.float64).mean()) for m in maps]

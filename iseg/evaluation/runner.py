@@ -38,7 +38,8 @@ from iseg.evaluation.protocol import (
 )
 from iseg.interaction.prompts import Prompt
 from iseg.interaction.robots import Robot
-from iseg.inference.backends import OnnxRuntimeNetwork, default_backend, network_backend, read_network
+from iseg.inference.backends import EXPORTED_BACKENDS, default_backend, network_backend, read_network
+from iseg.inference.exported import ExportedNetwork
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def compose_eval_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path | nn.Module | OnnxRuntimeNetwork,
+    checkpoint: str | Path | nn.Module | ExportedNetwork,
     datasets: Mapping[str, EvaluationSet | str | Path],
     predictor: PredictorFactory | Mapping[str, Any] | None = None,
     *,
@@ -130,8 +131,9 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint: a checkpoint file (iseg or official, see :func:`~iseg.models.checkpoints.load_model`),
-            an exported ``.onnx`` model (run with onnxruntime), or a network. A predictor config with
-            ``backend: onnxruntime`` exports a PyTorch network once, before the first set.
+            an exported ``.onnx`` model (run with onnxruntime unless the predictor config names
+            another exported backend), or a network. A predictor config with ``backend: onnxruntime``
+            or ``openvino`` exports a PyTorch network once, before the first set.
         datasets: name -> an :class:`~iseg.data.eval.EvaluationSet`, or the root folder of the
             registered set of that name (``{'grabcut': '/data/GrabCut'}``).
         predictor: a predictor factory, or its Hydra config (``_target_`` + ``_partial_: true``,
@@ -168,12 +170,13 @@ def evaluate_checkpoint(
     protocol = protocol or ProtocolConfig()
     sets = {key: _as_evaluation_set(key, value) for key, value in datasets.items()}
     # read as stored: the memory format is set below, once the backend is known (an export takes NCHW)
-    net = checkpoint if isinstance(checkpoint, (nn.Module, OnnxRuntimeNetwork)) else read_network(checkpoint, channels_last=False)
+    net = checkpoint if isinstance(checkpoint, (nn.Module, ExportedNetwork)) else read_network(checkpoint, channels_last=False)
     if isinstance(predictor, Mapping):
-        # the backend is chosen once for every set: an nn.Module for onnxruntime is exported once here
-        if (predictor.get("backend") or default_backend(net)) == "onnxruntime":
-            net = network_backend(net, "onnxruntime", torch.device(device))
-            predictor = {**predictor, "backend": "onnxruntime"}
+        # the backend is chosen once for every set: an nn.Module for an exported backend is exported once here
+        backend = predictor.get("backend") or default_backend(net)
+        if backend in EXPORTED_BACKENDS:
+            net = network_backend(net, backend, torch.device(device))
+            predictor = {**predictor, "backend": backend}
     if channels_last and isinstance(net, nn.Module):
         net = net.to(memory_format=torch.channels_last)
     rank, world_size = _rank_and_world_size()
@@ -374,13 +377,14 @@ def _refuse_multirun_processes(cfg: DictConfig) -> None:
         )
 
 
-def check_predictor_networks(cfg: DictConfig, net: nn.Module | OnnxRuntimeNetwork) -> None:
+def check_predictor_networks(cfg: DictConfig, net: nn.Module | ExportedNetwork) -> None:
     """Say so when the predictor option is made for other networks than the checkpoint's (an ablation).
 
     Each conf/eval/predictor file lists its networks (class names) under ``predictor_networks``.
     """
     networks = cfg.get("predictor_networks")
-    name = net.network_name if isinstance(net, OnnxRuntimeNetwork) else type(net).__name__
+    # an exported model stores its network's dotted class path
+    name = net.network_name.rsplit(".", 1)[-1] if isinstance(net, ExportedNetwork) else type(net).__name__
     if networks and name not in networks:
         choice = _predictor_choice()
         log.warning(

@@ -10,8 +10,8 @@ so a 4000x3000 photo costs about what an 800x600 one does (an :class:`ImageDowns
 says so); evaluate.py keeps it off.
 
 The image may also be a file path (any format OpenCV decodes). ``checkpoint`` may be an ``.onnx``
-model from ``python -m iseg.export`` (run with onnxruntime), or ``backend="onnxruntime"`` exports a
-torch checkpoint's network first. Bad input (an unreadable image, a click outside the image, a file
+model from ``python -m iseg.export`` (run with onnxruntime, or OpenVINO with ``backend="openvino"``),
+or ``backend="onnxruntime"``/``"openvino"`` exports a torch checkpoint's network first. Bad input (an unreadable image, a click outside the image, a file
 that is not a checkpoint) is refused with a message naming it.
 """
 
@@ -50,7 +50,7 @@ def _cached_model(path: str, mtime: float) -> object:
 def load_network(checkpoint: str | Path | nn.Module) -> nn.Module | object:
     """The network of a checkpoint path (cached while the file is unchanged), or the network given.
 
-    An ``.onnx`` path gives an :class:`~iseg.inference.backends.OnnxRuntimeNetwork`."""
+    An ``.onnx`` path gives an :class:`~iseg.inference.exported.OnnxRuntimeNetwork`."""
     if isinstance(checkpoint, nn.Module):
         return checkpoint
     path = Path(checkpoint)

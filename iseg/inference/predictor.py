@@ -11,8 +11,8 @@ Seams (each a class; none of them is tested by type here):
   network's ``default_inputs()``);
 - ``views``: :class:`~iseg.inference.views.View` in forward order, by name;
 - ``refiner``: :class:`~iseg.inference.refiners.Refiner` (default: one forward without gradients);
-- ``backend``: what runs the network, ``"torch"`` or ``"onnxruntime"`` (an exported model,
-  :mod:`~iseg.inference.backends`).
+- ``backend``: what runs the network, ``"torch"``, or ``"onnxruntime"`` / ``"openvino"`` (an
+  exported model, :mod:`~iseg.inference.backends`).
 Undo restores the probabilities and the state of every view and of the refiner.
 
 Rounds: ``commit()`` ends a round, and the current map becomes the committed one. What the next
@@ -62,8 +62,8 @@ class Predictor:
     Args:
         net: the network, called as ``net(**inputs(...))``; it returns a dict with ``instances``: logits,
             or probabilities when the adapter says so (``inputs.output_space == "probs"``, Forte et al.).
-            With ``backend="onnxruntime"``: an ``.onnx`` path from ``python -m iseg.export`` (or a
-            network, exported in memory first).
+            With ``backend="onnxruntime"`` or ``"openvino"``: an ``.onnx`` path from
+            ``python -m iseg.export`` (or a network, exported in memory first).
         inputs: the method's input adapter; None takes ``net.default_inputs()``.
         views: views in forward order (a sequence, or a name -> view mapping whose None entries are
             off), e.g. ``{"zoom_in": ZoomIn(target_size=400), "flip": Flip()}``.
@@ -72,8 +72,9 @@ class Predictor:
         pred_thr: threshold that turns probabilities into the mask (protocol: 0.49).
         output: the network output holding the logits (``instances``; S2M's per-object
             ``object_logits`` for the multi-object predictor).
-        backend: ``"torch"`` or ``"onnxruntime"`` (CPU; refiners that need gradients are refused);
-            None: torch for an ``nn.Module``, onnxruntime for an ``.onnx`` path or session.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"openvino"`` (the last two on the CPU; refiners
+            that need gradients are refused); None: torch for an ``nn.Module``, onnxruntime for an
+            ``.onnx`` path, an exported network's own backend.
         fold_batchnorm: run a copy of the network with BatchNorm folded into the convolutions
             (:mod:`iseg.inference.fold_batchnorm`: ~10% faster on a CPU; values change by float
             rounding only). Only with a refiner that runs the network whole (NoBRS).
@@ -99,6 +100,11 @@ class Predictor:
         self.refiner = refiner if refiner is not None else NoRefine()
         check_refiner(self.refiner, self.net)
         if fold_batchnorm:
+            if not isinstance(self.net, nn.Module):
+                raise ValueError(
+                    f"fold_batchnorm=true folds a PyTorch network; {self.net!r} is an exported model "
+                    "(its runtime folds BatchNorm itself)"
+                )
             if not self.refiner.accepts_folded_network:
                 raise ValueError(
                     f"fold_batchnorm=true needs a refiner that runs the network whole (refiner none); "
@@ -114,7 +120,7 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
         """Build from an iseg or official checkpoint (see :func:`iseg.models.checkpoints.load_model`;
         the network in channels_last, :func:`~iseg.inference.backends.read_network`), or from an
-        ``.onnx`` model (``backend="onnxruntime"`` then)."""
+        ``.onnx`` model (``backend="onnxruntime"`` by default, or ``"openvino"``)."""
         from iseg.inference.backends import read_network
 
         return cls(read_network(path), device=device, **kwargs)
