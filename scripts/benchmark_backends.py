@@ -1,22 +1,23 @@
-"""CPU seconds per click of the predictor with PyTorch and with onnxruntime, side by side in one run.
+"""CPU seconds per click of the predictor with PyTorch, onnxruntime and OpenVINO, side by side in one run.
 
     python scripts/benchmark_backends.py                                   # RITM HRNet18s stand-in, GrabCut
     python scripts/benchmark_backends.py --checkpoint coco_lvis_h18s_itermask.pth --samples 10
     python scripts/benchmark_backends.py --samples 6 --target-iou 1.01       # the speed issue's setting
     python scripts/benchmark_backends.py --onnx model.onnx --checkpoint coco_lvis_h18s_itermask.pth
     python scripts/benchmark_backends.py --nchw                           # PyTorch in NCHW (the reference's layout)
+    python scripts/benchmark_backends.py --backends torch openvino         # a subset
 
-Both backends run the same network (``--checkpoint``; by default the RITM HRNet18s ITER-M
+Every backend runs the same network (``--checkpoint``; by default the RITM HRNet18s ITER-M
 architecture with the golden fixture's fill-rule weights, which cost what the released weights
 cost) through the same predictor settings: zoom-in (RITM's, target 400) and flip, on the first
 ``--samples`` GrabCut images (``--root``, default ../shared/data/GrabCut), the NoC protocol to
-IoU ``--target-iou`` (0.90; 1.01 runs every click) or ``--max-clicks`` (20), ``--threads`` intra-op threads for both (2). The ONNX model is exported
+IoU ``--target-iou`` (0.90; 1.01 runs every click) or ``--max-clicks`` (20), ``--threads`` intra-op threads for all (2). The ONNX model is exported
 once first (its export time is printed, not counted), or read from ``--onnx``.
 
-Each backend's loop runs in turn with the same clicks as far as they agree; CPU seconds are user +
+Each backend's loop runs in turn (PyTorch first) with the same clicks as far as they agree; CPU seconds are user +
 system time of this process over the loop (what the loop costs on a machine shared with other
-work), wall seconds are printed beside them. The last lines say whether both gave the same clicks
-and the largest probability difference over all maps.
+work), wall seconds are printed beside them. The last lines say whether each exported backend gave
+PyTorch's clicks and the largest probability difference over all maps.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from iseg.data.eval.grabcut import GrabCutDataset  # noqa: E402
 from iseg.evaluation.protocol import ProtocolConfig, evaluate_sample  # noqa: E402
 from iseg.export import export_onnx  # noqa: E402
+from iseg.inference.backends import BACKENDS  # noqa: E402
 from iseg.inference.flip import Flip  # noqa: E402
 from iseg.inference.predictor import Predictor  # noqa: E402
 from iseg.inference.zoom_in import ZoomIn  # noqa: E402
@@ -84,7 +86,10 @@ def main() -> None:
     parser.add_argument("--target-iou", type=float, default=0.90, help="early stop; 1.01: all --max-clicks clicks")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nchw", action="store_true", help="PyTorch in NCHW (default: channels_last, as read_network gives)")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
+                        help="backends to run in turn (torch always runs: the others are compared with it)")
     args = parser.parse_args()
+    args.backends = ["torch", *(b for b in args.backends if b != "torch")]
 
     torch.set_num_threads(args.threads)
     if not args.root.is_dir():
@@ -103,8 +108,9 @@ def main() -> None:
             net = net.to(memory_format=torch.channels_last)
         protocol = ProtocolConfig(max_clicks=args.max_clicks, target_iou=args.target_iou)
         results = {}
-        for backend, model in (("torch", net), ("onnxruntime", onnx_path)):
+        for backend in args.backends:
             views = {"zoom_in": ZoomIn(target_size=400), "flip": Flip()}
+            model = net if backend == "torch" else onnx_path
             results[backend] = run_backend(Predictor(model, views=views, backend=backend), samples, protocol)
 
     sizes = sorted({s.image.shape[:2] for s in samples})
@@ -114,19 +120,21 @@ def main() -> None:
           f"({'NCHW' if args.nchw else 'channels_last'})")
     if export_seconds is not None:
         print(f"ONNX export      {export_seconds:.1f} s wall (not counted)")
-    print(f"{'':17}{'PyTorch':>12}{'onnxruntime':>14}")
-    torch_result, onnx_result = results["torch"], results["onnxruntime"]
-    print(f"{'clicks':17}{torch_result[2]:>12d}{onnx_result[2]:>14d}")
-    print(f"{'CPU s / click':17}{torch_result[0] / torch_result[2]:>12.3f}{onnx_result[0] / onnx_result[2]:>14.3f}")
-    print(f"{'wall s / click':17}{torch_result[1] / torch_result[2]:>12.3f}{onnx_result[1] / onnx_result[2]:>14.3f}")
-    same = torch_result[3] == onnx_result[3]
-    diffs = [
-        float(np.abs(a - b).max())
-        for maps_a, maps_b in zip(torch_result[4], onnx_result[4])
-        for a, b in zip(maps_a, maps_b)
-    ]
-    print(f"same clicks      {'yes' if same else 'NO'}")
-    print(f"max |prob diff|  {max(diffs):.2e} over {len(diffs)} maps")
+    print("".join([f"{'':17}", *(f"{name:>14}" for name in results)]))
+    rows = {
+        "clicks": lambda r: f"{r[2]:>14d}",
+        "CPU s / click": lambda r: f"{r[0] / r[2]:>14.3f}",
+        "wall s / click": lambda r: f"{r[1] / r[2]:>14.3f}",
+    }
+    for label, cell in rows.items():
+        print("".join([f"{label:17}", *(cell(result) for result in results.values())]))
+    torch_result = results["torch"]
+    for backend, result in results.items():
+        if backend == "torch":
+            continue
+        diffs = [float(np.abs(a - b).max()) for maps_a, maps_b in zip(torch_result[4], result[4]) for a, b in zip(maps_a, maps_b)]
+        print(f"{backend}: same clicks as PyTorch {'yes' if result[3] == torch_result[3] else 'NO'}, "
+              f"max |prob diff| {max(diffs):.2e} over {len(diffs)} maps")
 
 
 if __name__ == "__main__":

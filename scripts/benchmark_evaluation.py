@@ -9,7 +9,8 @@
     python scripts/benchmark_evaluation.py FBRS_CHECKPOINT --refiner fbrs_b --dataset grabcut --root ...
     python scripts/benchmark_evaluation.py IOG_CHECKPOINT --predictor iog --override robot=iog --max-clicks 3 --target-iou 1.01 ...
     python scripts/benchmark_evaluation.py CHECKPOINT --dataset grabcut --root ... --fold-batchnorm
-    python scripts/benchmark_evaluation.py CHECKPOINT ... --override predictor.backend=onnxruntime   # exported once
+    python scripts/benchmark_evaluation.py CHECKPOINT ... --backend onnxruntime   # exported once, before the loop
+    python scripts/benchmark_evaluation.py CHECKPOINT ... --backend openvino      # OpenVINO's CPU plugin, float32
     python scripts/benchmark_evaluation.py CHECKPOINT ... --default-malloc   # glibc's own malloc settings
     python scripts/benchmark_evaluation.py MODEL.onnx --dataset grabcut --root ...                  # an export
     # before/after side by side: another checkout's script (e.g. a worktree of main) and this one with
@@ -58,7 +59,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from iseg.evaluation.runner import DatasetEvaluation, compose_eval_config, evaluate_checkpoint  # noqa: E402
 from iseg.interaction.metrics import mean_iou_curve  # noqa: E402
-from iseg.inference.backends import read_network  # noqa: E402
+from iseg.inference.backends import BACKENDS, EXPORTED_BACKENDS, network_backend, read_network  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -105,6 +106,9 @@ def main() -> None:
                         help="conf/eval/refiner option (none, rgb_brs, distmap_brs, fbrs_a, fbrs_b, fbrs_c)")
     parser.add_argument("--override", action="append", default=[], help="more Hydra overrides of conf/eval")
     parser.add_argument("--fold-batchnorm", action="store_true", help="predictor.fold_batchnorm=true (NoBRS only)")
+    parser.add_argument("--backend", default=None, choices=BACKENDS,
+                        help="predictor.backend (default: the checkpoint's: torch, or onnxruntime for .onnx); "
+                             "an exported backend exports a checkpoint once, before the timed loop")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc as it is (evaluate.py's keep_freed_memory=false)")
     parser.add_argument("--compare-with", type=Path, default=None, metavar="CHECKOUT",
@@ -136,7 +140,13 @@ def main() -> None:
     overrides += ["predictor.views.zoom_in=null"] if args.no_zoom else []
     overrides += ["predictor.views.flip=null"] if args.no_flip else []
     overrides += ["predictor.fold_batchnorm=true"] if args.fold_batchnorm else []
+    overrides += [f"predictor.backend={args.backend}"] if args.backend else []
     cfg = compose_eval_config(overrides)
+    if args.backend in EXPORTED_BACKENDS:  # exported here, once, so that CPU s / click is the loop's
+        export_start = time.perf_counter()
+        net = network_backend(net, args.backend, device)
+        print(f"export           {time.perf_counter() - export_start:.1f} s wall for {args.backend} (not counted; "
+              "peak RSS includes it)")
     start, cpu_start = time.perf_counter(), cpu_seconds()
     evaluation = evaluate_checkpoint(
         net,
@@ -181,7 +191,7 @@ def main() -> None:
 
 
 # Options of this checkout that a baseline checkout's script may not know.
-_NEW_OPTIONS = {"--fold-batchnorm": 0, "--default-malloc": 0, "--compare-with": 1, "--repeats": 1}
+_NEW_OPTIONS = {"--fold-batchnorm": 0, "--default-malloc": 0, "--backend": 1, "--compare-with": 1, "--repeats": 1}
 _REPORTED = ("seconds / click", "wall s / click", "CPU s / click", "peak RSS", "NoC@90", "results digest")
 
 

@@ -347,3 +347,30 @@ def test_the_evaluation_runs_openvino_with_the_clicks_of_pytorch(exported, tmp_p
     assert [r.result.clicks for r in got.records] == [r.result.clicks for r in expected.records]
     for mine, want in zip(got.records, expected.records):
         np.testing.assert_allclose(mine.result.ious, want.result.ious, atol=1e-3)
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_predict_and_the_demo_run_openvino_compiled_once(exported, grabcut, one_thread) -> None:
+    from iseg.demo.config import DemoConfig
+    from iseg.demo.loader import ModelLoader
+    from iseg.inference.predict import load_network
+
+    net, path = exported
+    image, _ = grabcut[0]
+    clicks = [(80, 120, True), (20, 30, False)]
+    expected = predict(image, clicks, net, return_probs=True)
+    got = predict(image, clicks, path, return_probs=True, backend="openvino")
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    cached = load_network(path, "openvino")
+    assert isinstance(cached, OpenVinoNetwork) and load_network(path, "openvino") is cached  # compiled once
+    assert isinstance(load_network(path), OnnxRuntimeNetwork)  # the file's default backend, cached apart
+
+    loader = ModelLoader(DemoConfig(checkpoint=str(path), backend="openvino"))
+    loader.load()
+    assert loader.state == "ready", loader.error
+    assert loader.network_name == "DeeplabModel"
+    assert loader.new_predictor().net is cached
+    broken = ModelLoader(DemoConfig(checkpoint=str(path), backend="tensorrt"))
+    broken.load()
+    assert broken.state == "error" and "backend must be one of" in broken.error

@@ -1,5 +1,5 @@
 """``python -m iseg.demo checkpoint=PATH [host=127.0.0.1] [port=8000] [settings=ritm] [refiner=none]
-[device=cpu] [max_side=1600] [max_pixels=100000000]``: serve the demo page (see :mod:`iseg.demo`)."""
+[device=cpu] [backend=torch|onnxruntime|openvino] [max_side=1600] [max_pixels=100000000]``: serve the demo page (see :mod:`iseg.demo`)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from omegaconf import MISSING
 
@@ -19,6 +20,9 @@ class DemoConfig:
     refiner: str = "none"
     """conf/eval/refiner: none, rgb_brs, distmap_brs, fbrs_a, fbrs_b, fbrs_c."""
     device: str = "cpu"
+    backend: Optional[str] = None
+    """torch, onnxruntime or openvino (the last two: an exported model on the CPU; a checkpoint is
+    exported once at start); None: the checkpoint's own (onnxruntime for an .onnx file)."""
     max_side: int = 1600
     """Longer side (px) the page works at; larger images are scaled down, masks exported at full size."""
     max_pixels: int = 100_000_000

@@ -64,12 +64,14 @@ class ModelLoader:
         try:
             # a path goes to make_predictor as it is: load_network caches it, whatever the backend
             source = self.network if self.network is not None else config.checkpoint
-            net = load_network(source)
-            self.network_name = type(net).__name__
+            net = load_network(source, config.backend)
+            self.network_name = getattr(net, "network_name", type(net).__name__).rsplit(".", 1)[-1]
             self.step = 1
 
             def new_predictor() -> Predictor:
-                return make_predictor(source, refiner=config.refiner, settings=config.settings, device=config.device)
+                return make_predictor(
+                    source, refiner=config.refiner, settings=config.settings, device=config.device, backend=config.backend
+                )
 
             predictor = new_predictor()
             self.prompt_types = tuple(predictor.inputs.prompt_types)

@@ -41,22 +41,25 @@ class ImageDownscaled(UserWarning):
 
 
 @lru_cache(maxsize=4)
-def _cached_model(path: str, mtime: float) -> object:
-    from iseg.inference.backends import read_network
+def _cached_model(path: str, mtime: float, backend: str | None) -> object:
+    from iseg.inference.backends import EXPORTED_BACKENDS, network_backend, read_network
 
-    return read_network(path)
+    net = read_network(path)
+    return network_backend(net, backend, torch.device("cpu")) if backend in EXPORTED_BACKENDS else net
 
 
-def load_network(checkpoint: str | Path | nn.Module) -> nn.Module | object:
+def load_network(checkpoint: str | Path | nn.Module, backend: str | None = None) -> nn.Module | object:
     """The network of a checkpoint path (cached while the file is unchanged), or the network given.
 
-    An ``.onnx`` path gives an :class:`~iseg.inference.exported.OnnxRuntimeNetwork`."""
+    An ``.onnx`` path gives an :class:`~iseg.inference.exported.OnnxRuntimeNetwork`; an exported
+    ``backend`` (onnxruntime, openvino) gives the path's network on that backend, exported once and
+    cached too, so that repeated calls do not export or compile again."""
     if isinstance(checkpoint, nn.Module):
         return checkpoint
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} does not exist")
-    return _cached_model(str(path.resolve()), path.stat().st_mtime)
+    return _cached_model(str(path.resolve()), path.stat().st_mtime, backend)
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
@@ -78,7 +81,8 @@ def make_predictor(
 ) -> Predictor:
     """The predictor evaluate.py builds with ``predictor=<settings> refiner=<refiner>``, large images
     limited to ``MAX_SIZE`` px (``predictor.views.limit_size.max_size``); ``backend`` None is
-    onnxruntime for an ``.onnx`` checkpoint, torch otherwise."""
+    onnxruntime for an ``.onnx`` checkpoint, torch otherwise (a checkpoint path on an exported
+    backend is exported once and cached, :func:`load_network`)."""
     from iseg.evaluation.runner import compose_eval_config
 
     overrides = [f"predictor={settings}", f"predictor.views.limit_size.max_size={MAX_SIZE}"]
@@ -86,7 +90,7 @@ def make_predictor(
     config = compose_eval_config(overrides).predictor
     factory = instantiate(config)
     given = {"refiner": refiner} if isinstance(refiner, Refiner) else {}
-    return factory(load_network(checkpoint), device=device, backend=backend, **given)
+    return factory(load_network(checkpoint, backend), device=device, backend=backend, **given)
 
 
 def as_prompt(prompt: Prompt | Sequence) -> Prompt:
