@@ -194,20 +194,28 @@ def test_refusals_are_clear(exported, tmp_path: Path) -> None:
         export_onnx(net, inputs=Unstorable())
 
 
-@pytest.mark.slow
-def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, tmp_path: Path, one_thread) -> None:
+def small_evaluation(tmp_path: Path) -> tuple[dict, dict]:
+    """A two-image folder set (48x64) and RITM's predictor config with a zoom-in that fits it."""
     from omegaconf import OmegaConf
 
     from iseg.data.eval import FolderDataset
-    from iseg.evaluation.runner import compose_eval_config, evaluate_checkpoint
+    from iseg.evaluation.runner import compose_eval_config
     from tests.test_evaluate import make_folder_set
 
-    net, path = exported
     folder = FolderDataset(make_folder_set(tmp_path / "set", num_images=2, shape=(48, 64)))
     config = OmegaConf.to_container(
         compose_eval_config(["predictor.views.zoom_in.target_size=64", "predictor.views.zoom_in.min_crop_size=32"]).predictor,
         resolve=True,
     )
+    return {"folder": folder}, config
+
+
+@pytest.mark.slow
+def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, tmp_path: Path, one_thread) -> None:
+    from iseg.evaluation.runner import evaluate_checkpoint
+
+    net, path = exported
+    sets, config = small_evaluation(tmp_path)
     assert config["backend"] is None  # follows the checkpoint
     protocol = ProtocolConfig(max_clicks=3, target_iou=1.01)
     runs = {
@@ -216,7 +224,7 @@ def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, 
         "exported once": (net, "onnxruntime"),
     }
     evaluations = {
-        name: evaluate_checkpoint(checkpoint, {"folder": folder}, {**config, "backend": backend}, protocol=protocol)[0]
+        name: evaluate_checkpoint(checkpoint, sets, {**config, "backend": backend}, protocol=protocol)[0]
         for name, (checkpoint, backend) in runs.items()
     }
     assert evaluations["onnx file"].predictor["backend"] == "onnxruntime"
@@ -228,7 +236,7 @@ def test_the_evaluation_runs_an_onnx_model_with_the_clicks_of_pytorch(exported, 
         for got, want in zip(records, expected):
             np.testing.assert_allclose(got.result.ious, want.result.ious, atol=1e-3, err_msg=name)
     with pytest.raises(TypeError, match="give backend='onnxruntime'"):
-        evaluate_checkpoint(path, {"folder": folder}, {**config, "backend": "torch"}, protocol=protocol)
+        evaluate_checkpoint(path, sets, {**config, "backend": "torch"}, protocol=protocol)
 
 
 # ---------------------------------------------------------------------------- backend='openvino'
@@ -325,22 +333,14 @@ def test_refusals_name_the_backend_and_the_file(exported, tmp_path: Path, monkey
 @needs_openvino
 @pytest.mark.slow
 def test_the_evaluation_runs_openvino_with_the_clicks_of_pytorch(exported, tmp_path: Path, one_thread) -> None:
-    from omegaconf import OmegaConf
-
-    from iseg.data.eval import FolderDataset
-    from iseg.evaluation.runner import compose_eval_config, evaluate_checkpoint
-    from tests.test_evaluate import make_folder_set
+    from iseg.evaluation.runner import evaluate_checkpoint
 
     net, path = exported
-    folder = FolderDataset(make_folder_set(tmp_path / "set", num_images=2, shape=(48, 64)))
-    config = OmegaConf.to_container(
-        compose_eval_config(["predictor.views.zoom_in.target_size=64", "predictor.views.zoom_in.min_crop_size=32"]).predictor,
-        resolve=True,
-    )
+    sets, config = small_evaluation(tmp_path)
     protocol = ProtocolConfig(max_clicks=3, target_iou=1.01)
     # the PyTorch network exported once for the evaluation is covered with onnxruntime (same code)
     expected, got = (
-        evaluate_checkpoint(checkpoint, {"folder": folder}, {**config, "backend": backend}, protocol=protocol)[0]
+        evaluate_checkpoint(checkpoint, sets, {**config, "backend": backend}, protocol=protocol)[0]
         for checkpoint, backend in ((net, None), (path, "openvino"))
     )
     assert got.predictor["backend"] == "openvino" and len(got.records) == 2
