@@ -150,12 +150,14 @@ def test_from_checkpoint_and_undo_with_an_onnx_file(exported, grabcut, one_threa
 
 
 @pytest.mark.slow
-def test_predict_takes_the_onnx_file(exported, grabcut, one_thread) -> None:
+@pytest.mark.parametrize("backend", [None, pytest.param("openvino", marks=needs_openvino)])
+def test_predict_takes_the_onnx_file(backend: str | None, exported, grabcut, one_thread) -> None:
     net, path = exported
     image, _ = grabcut[0]
     clicks = [(80, 120, True), (20, 30, False)]
     expected = predict(image, clicks, net, return_probs=True)
-    np.testing.assert_allclose(predict(image, clicks, path, return_probs=True), expected, atol=1e-4, rtol=0)
+    got = predict(image, clicks, path, return_probs=True, backend=backend)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
 def test_the_cli_names_bad_arguments(tmp_path: Path, capsys) -> None:
@@ -351,17 +353,12 @@ def test_the_evaluation_runs_openvino_with_the_clicks_of_pytorch(exported, tmp_p
 
 @needs_openvino
 @pytest.mark.slow
-def test_predict_and_the_demo_run_openvino_compiled_once(exported, grabcut, one_thread) -> None:
+def test_predict_and_the_demo_run_openvino_compiled_once(exported, one_thread) -> None:
     from iseg.demo.config import DemoConfig
     from iseg.demo.loader import ModelLoader
     from iseg.inference.predict import load_network
 
-    net, path = exported
-    image, _ = grabcut[0]
-    clicks = [(80, 120, True), (20, 30, False)]
-    expected = predict(image, clicks, net, return_probs=True)
-    got = predict(image, clicks, path, return_probs=True, backend="openvino")
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    _, path = exported
     cached = load_network(path, "openvino")
     assert isinstance(cached, OpenVinoNetwork) and load_network(path, "openvino") is cached  # compiled once
     assert isinstance(load_network(path), OnnxRuntimeNetwork)  # the file's default backend, cached apart
