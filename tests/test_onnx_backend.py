@@ -371,3 +371,36 @@ def test_predict_and_the_demo_run_openvino_compiled_once(exported, one_thread) -
     broken = ModelLoader(DemoConfig(checkpoint=str(path), backend="tensorrt"))
     broken.load()
     assert broken.state == "error" and "backend must be one of" in broken.error
+
+
+# Two compiled models dropped in creation order, then a child process ends. Each OpenVINO CPU plugin
+# puts a larger alternate signal stack on the thread that creates it and, when destroyed, restores
+# the one it found: with a plugin per model, the second restored the first's, already unmapped, and
+# the next Python signal handler (SIGCHLD here, installed by torch's DataLoader in a real process)
+# killed the process with SIGSEGV. One Core per process keeps one plugin alive.
+_SIGNAL_AFTER_DROPPED_MODELS = """
+import gc, signal, subprocess, sys
+signal.signal(signal.SIGCHLD, lambda *_: None)
+from iseg.inference.exported import OpenVinoNetwork
+first, second = OpenVinoNetwork(sys.argv[1]), OpenVinoNetwork(sys.argv[1])
+del first
+gc.collect()
+del second
+gc.collect()
+subprocess.run(["true"], check=True)
+print("handled")
+"""
+
+
+@needs_openvino
+@pytest.mark.slow
+def test_dropped_openvino_models_leave_signal_handling_intact(exported) -> None:
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    _, path = exported
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_AFTER_DROPPED_MODELS, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["handled"], (done.returncode, done.stderr[-2000:])

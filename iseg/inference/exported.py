@@ -9,6 +9,7 @@ runs about a tenth faster than onnxruntime or PyTorch on a recent Intel CPU).
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -139,7 +140,7 @@ class OpenVinoNetwork(ExportedNetwork):
             import openvino
         except ImportError as error:
             raise ImportError("backend='openvino' needs OpenVINO: pip install 'iseg[openvino]'") from error
-        core = openvino.Core()
+        core = _openvino_core(openvino)
         config = {
             "INFERENCE_PRECISION_HINT": "f32",
             "PERFORMANCE_HINT": "LATENCY",
@@ -154,6 +155,17 @@ class OpenVinoNetwork(ExportedNetwork):
         by_name = {port.get_any_name(): value for port, value in results.items()}
         # the request reuses its output buffers on the next call: copy what the caller keeps
         return [np.array(by_name[name], copy=True) for name in self.output_names]
+
+
+@functools.cache
+def _openvino_core(openvino: Any) -> Any:
+    """The process's one OpenVINO ``Core``, so that every compiled model shares one CPU plugin.
+
+    Each plugin puts a larger alternate signal stack on the thread that creates it and, destroyed,
+    restores the one it found. With a plugin per model, dropping the models in creation order left
+    the thread on an unmapped stack, and the process died (SIGSEGV) at the next Python signal handler
+    (torch's DataLoader handles SIGCHLD). Kept for the process's lifetime."""
+    return openvino.Core()
 
 
 _NUMPY_TYPES = {1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64}  # onnx.TensorProto element types
