@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from iseg.interaction.prompts import Click  # noqa: E402
 from iseg.models.checkpoints import load_model  # noqa: E402
 from iseg.models.deeplab_model import DeeplabModel  # noqa: E402
 from iseg.models.inputs import ClickInputs, NetInputs  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 from tests.test_predictor import GOLDEN, _checkpoint, check_golden_protocol, golden, golden_views  # noqa: F401
 
 needs_openvino = pytest.mark.skipif(
@@ -387,7 +389,7 @@ del first
 gc.collect()
 del second
 gc.collect()
-subprocess.run(["true"], check=True)
+subprocess.run([sys.executable, "-c", "pass"], check=True)
 print("handled")
 """
 
@@ -395,10 +397,6 @@ print("handled")
 @needs_openvino
 @pytest.mark.slow
 def test_dropped_openvino_models_leave_signal_handling_intact(exported) -> None:
-    import subprocess
-
-    from tests.conftest import ROOT
-
     _, path = exported
     done = subprocess.run(
         [sys.executable, "-c", _SIGNAL_AFTER_DROPPED_MODELS, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=600
