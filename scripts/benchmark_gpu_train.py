@@ -19,7 +19,11 @@ Figures per row:
 - click share: time inside the next-click rule / step time (the rule is timed with a device
   synchronisation on both sides, which the device rule otherwise does not need);
 - GPU busy: mean of ``nvidia-smi``'s utilization.gpu sampled every 100 ms during the timed steps
-  (the fraction of time a kernel was running), n/a without nvidia-smi.
+  (the fraction of time a kernel was running), n/a without nvidia-smi;
+- host reads: reads of device values in one more ``training_step`` (each makes the host wait for
+  the GPU; :mod:`iseg.host_reads`), their places printed under the row. With ``--device cpu`` the
+  step runs the accelerator code paths on CPU tensors for this count. The host simulation reads by
+  design (its rule runs on host copies, which the count does not see).
 """
 
 from __future__ import annotations
@@ -40,16 +44,27 @@ from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from iseg.device_paths import accelerator_paths  # noqa: E402
+from iseg.host_reads import HostReads  # noqa: E402
 from iseg.training.compile import compile_network  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 class TimedSampler:
-    """Wraps a click sampler and adds up the (synchronised) time spent in it."""
+    """Stands in for the module's click samplers and adds up the (synchronised) time spent in them."""
 
-    def __init__(self, sampler, device: torch.device):
-        self.sampler, self.device, self.seconds = sampler, device, 0.0
+    def __init__(self, device: torch.device):
+        self.sampler, self.device, self.seconds, self.calls = None, device, 0.0, 0
+
+    def around(self, make_sampler):
+        """A ``click_sampler(rng)`` for the module: each batch's sampler, timed by this object."""
+
+        def click_sampler(rng):
+            self.sampler = make_sampler(rng)
+            return self
+
+        return click_sampler
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -61,6 +76,7 @@ class TimedSampler:
         clicks = self.sampler(probs, gt)
         self._sync()
         self.seconds += time.perf_counter() - start
+        self.calls += 1
         return clicks
 
 
@@ -124,16 +140,15 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str, 
         torch._dynamo.reset()
         compile_network(module, {"mode": compile_mode})
     module.simulate_on_device = simulation == "device"
-    module._click_sampler = None
-    timed = TimedSampler(module.click_sampler, device)
-    module._click_sampler = timed
+    timed = TimedSampler(device)
+    module.click_sampler = timed.around(module.click_sampler)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
     module.train()
     warnings.filterwarnings("ignore", message=".*self.trainer. reference is not registered.*")
 
-    def step(index: int) -> None:
-        with autocast:
+    def step(index: int, reads: HostReads | None = None) -> None:
+        with autocast, reads or contextlib.nullcontext():
             loss = module.training_step(batches[index % len(batches)], index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,7 +160,10 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str, 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     warmup_seconds = time.perf_counter() - warmup_start
-    timed.seconds = 0.0
+    with accelerator_paths() if device.type == "cpu" else contextlib.nullcontext():  # what a GPU would run
+        step(args.warmup, reads := HostReads())
+    host_reads = reads.reads if device.type == "cpu" else reads.on_accelerators()
+    timed.seconds, timed.calls = 0.0, 0
     with GpuBusySampler(device) as gpu:
         start = time.perf_counter()
         for index in range(args.steps):
@@ -162,8 +180,11 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str, 
         "samples_s": batch_size * args.steps / elapsed,
         "step_ms": 1000 * elapsed / args.steps,
         "click_ms": 1000 * timed.seconds / args.steps,
+        "click_passes": timed.calls,
         "click_share": timed.seconds / elapsed,
         "gpu_busy": gpu.busy(),
+        "host_reads": len(host_reads),
+        "host_reads_at": sorted({read.where for read in host_reads}),
     }
 
 
@@ -194,7 +215,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         f"device {args.device}, precision {args.precision}, channels_last {args.channels_last}, "
         f"{args.crop[0]}x{args.crop[1]}, {args.steps} timed steps after {args.warmup} (0-3 simulated clicks each)"
     )
-    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'compile':>17}{'warm-up s':>11}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}")
+    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'compile':>17}{'warm-up s':>11}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}{'host reads':>12}")
     for model in args.models:
         for batch_size in args.batch_sizes:
             for simulation in args.simulations:
@@ -204,9 +225,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
                     busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
                     print(
                         f"{model:16}{batch_size:>6}{simulation:>12}{compile_mode:>17}{row['warmup_s']:>11.1f}"
-                        f"{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}{row['click_ms']:>10.0f}{row['click_share']:>13.0%}{busy:>10}",
+                        f"{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}{row['click_ms']:>10.1f}{row['click_share']:>13.0%}{busy:>10}{row['host_reads']:>12}",
                         flush=True,
                     )
+                    for place in row["host_reads_at"]:
+                        print(f"    host read at {place}")
     return rows
 
 

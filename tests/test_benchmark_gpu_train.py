@@ -18,5 +18,8 @@ def test_tiny_cpu_run_reports_every_row(capsys):
     assert [(r["model"], r["batch"], r["simulation"]) for r in rows] == [("ritm_hrnet18s", 2, "host"), ("ritm_hrnet18s", 2, "device")]
     for row in rows:
         assert row["samples_s"] > 0 and 0 <= row["click_share"] <= 1 and row["gpu_busy"] is None
+        assert (row["click_ms"] > 0) == (row["click_passes"] > 0)  # the module's samplers are the timed ones
+        assert row["host_reads"] == 0, row["host_reads_at"]  # the step as a GPU runs it reads nothing back
+    assert sum(row["click_passes"] for row in rows) > 0
     out = capsys.readouterr().out
-    assert "click share" in out and "GPU busy" in out and out.count("ritm_hrnet18s") == 2
+    assert "click share" in out and "GPU busy" in out and "host reads" in out and out.count("ritm_hrnet18s") == 2

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
+from iseg.device_paths import accelerator_paths
 from iseg.models.checkpoints import CheckpointError, describe_architecture, load_model
 from iseg.models.fcfi import FCFIDeeplabModel, FCFIHRNetModel
 from iseg.models.fcfi.ffcm import FocusedCorrectionModule
@@ -330,3 +331,19 @@ def test_lightning_checkpoints_of_fcfi_nets(small_hrnet: FCFIHRNetModel, tmp_pat
     with pytest.raises(CheckpointError, match=wrong):
         load_model(_lightning(small_hrnet, ritm_config))
     assert isinstance(loaded.default_inputs(), FCFIInputs)
+
+
+@pytest.mark.slow
+def test_training_forward_traces_in_one_graph_on_the_accelerator_path(small_hrnet: FCFIHRNetModel) -> None:
+    """No host read in the FCFI forward where a GPU runs it: the new-click check is a device assert,
+    so torch.compile sees one graph (the host path reads the check, to name the points at fault)."""
+    image = torch.rand(2, 4, 64, 96, generator=torch.Generator().manual_seed(1))
+    points = torch.tensor([[[30.0, 40.0, 0.0], [-1.0, -1.0, -1.0]], [[10.0, 90.0, 0.0], [50.0, 5.0, 1.0]]])
+    new_points = torch.tensor([[[30, 40, 1]], [[-1, -1, -1]]])
+    torch._dynamo.reset()
+    with accelerator_paths():
+        explanation = torch._dynamo.explain(small_hrnet)(image, points, new_points, 1.0, is_training=True)
+        with pytest.raises(RuntimeError, match=r"new_points \(y, x, label\) lie outside the 64x96 input"):
+            small_hrnet(image, points, torch.tensor([[[30, 40, 1]], [[70, 5, 0]]]), 1.0)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from iseg.device_paths import host_path
 from iseg.interaction.clicks import Click
 from iseg.interaction.errors import padded_distance
 from iseg.interaction.torch_distance import chamfer_distance
@@ -70,10 +71,10 @@ def _check_inputs(pred_probs: torch.Tensor, gt: torch.Tensor) -> None:
 def batch_chamfer_distance(mask: torch.Tensor) -> torch.Tensor:
     """float32 (B, H, W) 5x5 chamfer distances of bool masks, on the masks' device.
 
-    On an accelerator the torch transform runs batched; on the CPU OpenCV's per-sample transform
-    is much faster and gives the same values (the torch one is tested against it).
+    On an accelerator the torch transform runs batched; on the host path OpenCV's per-sample
+    transform is much faster and gives the same values (the torch one is tested against it).
     """
-    if mask.device.type != "cpu":
+    if not host_path(mask):
         return chamfer_distance(mask)
     planes = mask.numpy().view(np.uint8)
     return torch.from_numpy(np.stack([padded_distance(plane, exact=False) for plane in planes]))

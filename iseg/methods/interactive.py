@@ -37,6 +37,7 @@ from iseg.interaction.robots import Robot
 from iseg.losses import LossTerm
 from iseg.models.init import lr_multiplier_groups
 from iseg.models.inputs import NetInputs, PromptTensors, inputs_for
+from iseg.training.loss_check import NonFiniteLossCheck
 from iseg.training.resume import random_state, restore_generator, restore_torch_random_state
 
 
@@ -94,6 +95,7 @@ class InteractiveModule(L.LightningModule):
         self.validation_views = validation_views
         self.num_logged_samples = num_logged_samples
         self.loss_check = loss_check
+        self._loss_check = NonFiniteLossCheck()
         self.click_rule = click_rule
         self.validation_robot = validation_robot
         self.simulate_on_device = simulate_on_device
@@ -108,10 +110,12 @@ class InteractiveModule(L.LightningModule):
             }
         )
         # per-stage running means (batch-size weighted) whose states torchmetrics syncs across ranks:
-        # an epoch value is the mean over every sample of every rank, not a mean of per-rank means
+        # an epoch value is the mean over every sample of every rank, not a mean of per-rank means.
+        # No NaN screening: it reads every value back to the host, and the loss check stops a
+        # non-finite loss (with loss_check off, a NaN shows in the mean rather than being dropped).
         self.stage_metrics = nn.ModuleDict(
             {
-                _metric_key(f"{stage}/{name}"): MeanMetric()
+                _metric_key(f"{stage}/{name}"): MeanMetric(nan_strategy="disable")
                 for stage in ("train", "val")
                 for name in self.logged_names()
             }
@@ -148,6 +152,7 @@ class InteractiveModule(L.LightningModule):
         self._val_rng = np.random.default_rng([torch.initial_seed() % 2**63, self.global_rank, 1])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._loss_check.verify()  # no checkpoint of weights updated from a non-finite loss
         checkpoint["random_state"] = random_state(self.rng)
         trainer = self._trainer
         if trainer is not None and trainer.training and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -226,12 +231,8 @@ class InteractiveModule(L.LightningModule):
             self.on_validation_epoch_start()
         outputs = self.interactive_forward(batch, self.rng if stage == "train" else self._val_rng)
         loss, logs = self.losses(outputs, gt, stage)
-        if self.loss_check and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite {stage} loss {loss.item()} at epoch {self.current_epoch}, global step "
-                f"{self.global_step} ({', '.join(f'{k}={v.item():.4g}' for k, v in logs.items())}); "
-                "lower the learning rate or check the inputs of this batch"
-            )
+        if self.loss_check:
+            self._loss_check(loss, logs, stage, self.current_epoch, self.global_step)
         logs[f"{stage}/iou"] = batch_iou(self.inputs.probabilities(outputs).detach(), gt)
         logs[f"{stage}/loss"] = loss
         batch_size = gt.shape[0]
@@ -249,7 +250,11 @@ class InteractiveModule(L.LightningModule):
         return self._shared_step(batch, "val")
 
     # ---------------------------------------------------------------- protocol
+    def on_train_epoch_end(self) -> None:
+        self._loss_check.verify()
+
     def on_validation_epoch_end(self) -> None:
+        self._loss_check.verify()
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "protocol_samples"):
             return
@@ -337,10 +342,9 @@ def batch_iou(probs: torch.Tensor, gt: torch.Tensor, threshold: float = 0.49) ->
     target = (gt > 0.5) & valid
     inter = (pred & target).flatten(1).sum(1).float()
     union = (pred | target).flatten(1).sum(1).float()
-    keep = union > 0
-    if not bool(keep.any()):
-        return torch.tensor(1.0, device=probs.device)
-    return (inter[keep] / union[keep]).mean()
+    kept = (union > 0).sum()
+    mean = (inter / union.clamp(min=1)).sum() / kept.clamp(min=1)  # an empty union has inter 0
+    return torch.where(kept > 0, mean, torch.ones_like(mean))  # computed on the device: no host read
 
 
 def _flat_metric_names(summary: Mapping[str, float]) -> dict[str, float]:

@@ -28,11 +28,35 @@ log = logging.getLogger("iseg.progress")
 
 
 class ProgressBar(RichProgressBar):
-    """Lightning's Rich progress bar, without the logger's version number (``v_num``) in it."""
+    """Lightning's Rich progress bar, without the logger's version number (``v_num``) in it.
+
+    During training batches the shown metrics are read at most every ``metrics_interval`` seconds:
+    reading them (the step's loss) makes the host wait for the GPU, and Lightning's bar would do
+    it after every batch. Epoch ends and validation show fresh values.
+    """
+
+    def __init__(self, *args: Any, metrics_interval: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics_interval = metrics_interval
+        self._in_train_batch_end = False
+        self._shown: dict[str, Any] | None = None
+        self._shown_at = 0.0
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        self._in_train_batch_end = True
+        try:
+            super().on_train_batch_end(*args, **kwargs)
+        finally:
+            self._in_train_batch_end = False
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        now = time.monotonic()
+        recent = self._shown is not None and now - self._shown_at < self.metrics_interval
+        if self._in_train_batch_end and recent:
+            return self._shown
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
+        self._shown, self._shown_at = items, now
         return items
 
 

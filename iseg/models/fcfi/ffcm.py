@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from iseg.device_paths import require
 from iseg.models.fcfi.blocks import ConvBNReLU, XConvBNReLU
 
 _WINDOW_SLOPE = 10.0
@@ -42,9 +43,12 @@ def check_new_points(new_points: torch.Tensor, height: int, width: int) -> torch
     padding = (points[:, 0] == -1) & (points[:, 1] == -1)
     if torch.compiler.is_exporting():  # a graph cannot raise; the predictor checks prompts before the network
         return points
-    if not bool((inside | padding).all()):
-        bad = points[~inside].tolist()
-        raise ValueError(f"new_points (y, x, label) {bad} lie outside the {height}x{width} input")
+    outside = f"lie outside the {height}x{width} input"
+    require(
+        inside | padding,
+        f"new_points (y, x, label) {outside}",
+        lambda: f"new_points (y, x, label) {points[~(inside | padding)].tolist()} {outside}",
+    )
     return points
 
 
