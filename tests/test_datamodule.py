@@ -60,6 +60,22 @@ def test_batches_are_expanded_on_the_device_under_a_trainer() -> None:
     assert module.on_after_batch_transfer(want, 0)["images"] is want["images"]
 
 
+def test_batches_are_pinned_when_the_trainer_runs_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pin_memory=auto pins exactly when the copy goes to a GPU (asynchronous from pinned memory)."""
+    on = lambda device: SimpleNamespace(world_size=1, global_rank=0, strategy=SimpleNamespace(root_device=torch.device(device)))  # noqa: E731
+    module = _module()
+    assert module.pin_memory == "auto"
+    module.trainer = on("cuda:0")
+    assert module.pins_memory()
+    module.trainer = on("cpu")
+    assert not module.pins_memory() and not module.train_dataloader().pin_memory
+    assert _module(pin_memory=True).pins_memory() and not _module(pin_memory=False).pins_memory()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _module().pins_memory()  # no trainer: whether CUDA is there
+    with pytest.raises(ValueError, match="pin_memory='yes': expected true, false or auto"):
+        _module(pin_memory="yes")
+
+
 def test_global_batch_is_split_across_ranks() -> None:
     module = _module(batch_size=32)
     module.trainer = SimpleNamespace(world_size=4, global_rank=1)

@@ -50,7 +50,9 @@ class InteractiveDataModule(L.LightningDataModule):
         batch_size: global training batch; must be divisible by the world size.
         val_batch_size: global validation batch (default: batch_size).
         num_workers: loader workers per rank.
-        pin_memory: pin batches for faster host-to-GPU copies.
+        pin_memory: pin batches (page-locked host memory), so that their copy to a GPU runs
+            asynchronously: from pageable memory the copy may wait for the GPU's queued work.
+            ``"auto"``: when the trainer runs on CUDA (without a trainer: when CUDA is available).
         persistent_workers: keep workers alive between epochs (only with num_workers > 0).
         seed: base seed; None uses Lightning's ``seed_everything`` seed (PL_GLOBAL_SEED), else 0.
 
@@ -66,7 +68,7 @@ class InteractiveDataModule(L.LightningDataModule):
         batch_size: int = 32,
         val_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         persistent_workers: bool = True,
         seed: int | None = None,
     ) -> None:
@@ -78,6 +80,8 @@ class InteractiveDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size if val_batch_size is not None else batch_size
         self.num_workers = num_workers
+        if pin_memory not in (True, False, "auto"):
+            raise ValueError(f"pin_memory={pin_memory!r}: expected true, false or auto")
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.seed = seed
@@ -128,6 +132,15 @@ class InteractiveDataModule(L.LightningDataModule):
         return int(fit_loop.epoch_progress.current.processed)
 
     # ------------------------------------------------------------------ loaders
+    def pins_memory(self) -> bool:
+        """Whether the loaders pin their batches (``pin_memory``, with ``"auto"`` resolved)."""
+        if self.pin_memory != "auto":
+            return bool(self.pin_memory)
+        strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None
+        if strategy is not None:
+            return strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
+
     def _loader(self, dataset: InteractiveDataset, stream: str, batch_size: int) -> DataLoader:
         items = SeededItems(dataset, self.stream_key(stream))
         train = stream == "train"
@@ -140,7 +153,7 @@ class InteractiveDataModule(L.LightningDataModule):
             shuffle=stream == "train",
             drop_last=stream == "train",
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pins_memory(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             generator=torch.Generator(),
             # training: numbered epochs (the trainer's epoch when Lightning rebuilds the loader);

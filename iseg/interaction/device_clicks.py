@@ -126,8 +126,8 @@ def sample_click_batch(
 
 class DeviceClickSampler:
     """The training rule on the inputs' device. Its uniforms come from the run's numpy generator (B
-    numbers per pass, copied to the device without a sync), so one checkpointed stream drives every
-    simulated click and a resumed run continues it."""
+    numbers per pass, copied to the device asynchronously from pinned memory), so one checkpointed
+    stream drives every simulated click and a resumed run continues it."""
 
     def __init__(self, rng: np.random.Generator, pred_thresh: float = 0.49):
         self.rng = rng
@@ -135,6 +135,9 @@ class DeviceClickSampler:
 
     def __call__(self, pred_probs: torch.Tensor, gt: torch.Tensor) -> ClickBatch:
         _check_inputs(pred_probs, gt)
-        draws = torch.from_numpy(self.rng.random(pred_probs.shape[0])).to(pred_probs.device, non_blocking=True)
+        draws = torch.from_numpy(self.rng.random(pred_probs.shape[0]))
+        if pred_probs.is_cuda:  # from page-locked memory the copy does not wait for the GPU's queue
+            draws = draws.pin_memory()
+        draws = draws.to(pred_probs.device, non_blocking=True)
         return sample_click_batch(pred_probs, gt, draws, self.pred_thresh)
 
