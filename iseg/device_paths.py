@@ -41,8 +41,10 @@ def require(condition: torch.Tensor, message: str, detailed: Callable[[], str] |
 
     On the host path the check is immediate and the error says ``detailed()`` (a message that may
     read tensors, e.g. to name the values at fault), else ``message``. On an accelerator it is a
-    device-side assertion (``torch._assert_async``) that fails at a later synchronisation with
-    ``message``, without making the host wait now.
+    device-side assertion (``torch._assert_async``) that fails at a later synchronisation, without
+    making the host wait now; on CUDA that is a device-side assert (recent torch prints
+    ``message`` with it), after which the process's CUDA context is unusable: it stops a run
+    rather than letting it go on with bad inputs.
     """
     satisfied = condition.all()
     if not host_path(condition):

@@ -24,12 +24,22 @@ Figures per row:
   the GPU; :mod:`iseg.host_reads`), their places printed under the row. With ``--device cpu`` the
   step runs the accelerator code paths on CPU tensors for this count. The host simulation reads by
   design (its rule runs on host copies, which the count does not see).
+
+For a machine lent for a few minutes: ``--budget-s`` starts no new row once that many seconds
+have passed (the rows left are listed as not run), a row that fails (out of memory, a compile
+error) is printed with its error and the others still run, and ``--out DIR`` writes the table
+(``gpu_train.md``) and the rows (``gpu_train.json``) after every row, so a run stopped from
+outside keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import itertools
+import json
+import platform
 import shutil
 import statistics
 import subprocess
@@ -188,6 +198,70 @@ def run(args: argparse.Namespace, model: str, batch_size: int, simulation: str, 
     }
 
 
+HEADER = (
+    f"{'model':16}{'batch':>6}{'simulation':>12}{'compile':>17}{'warm-up s':>11}{'samples/s':>11}{'step ms':>9}"
+    f"{'click ms':>10}{'click share':>13}{'GPU busy':>10}{'host reads':>12}"
+)
+
+
+def format_row(row: dict[str, object]) -> str:
+    """One line of the table: the figures, or the error / the reason the row was not run."""
+    key = f"{row['model']:16}{row['batch']:>6}{row['simulation']:>12}{row['compile']:>17}"
+    if "error" in row:
+        return f"{key}  failed: {row['error']}"
+    if "skipped" in row:
+        return f"{key}  not run: {row['skipped']}"
+    busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
+    return (
+        f"{key}{row['warmup_s']:>11.1f}{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}{row['click_ms']:>10.1f}"
+        f"{row['click_share']:>13.0%}{busy:>10}{row['host_reads']:>12}"
+    )
+
+
+def cpu_model() -> str:
+    """The processor's name as Linux gives it (``platform`` only knows the architecture there)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def environment(args: argparse.Namespace) -> str:
+    """Machine and software of the run: the line that goes above every table."""
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        name = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+    else:
+        name = f"CPU {cpu_model()}, {torch.get_num_threads()} threads"
+    return (
+        f"{name}, torch {torch.__version__}, python {platform.python_version()}; precision {args.precision}, "
+        f"channels_last {args.channels_last}, {args.crop[0]}x{args.crop[1]}, {args.steps} timed steps after "
+        f"{args.warmup} (0-3 simulated clicks each)"
+    )
+
+
+def describe(error: BaseException) -> str:
+    """The error of a configuration that raised, on one line."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+def release_memory() -> None:
+    """Frees what a failed configuration left (its frames are gone once its error is), for the next rows."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def write_results(out: Path | None, header: str, rows: list[dict[str, object]]) -> None:
+    """The table (markdown) and the rows (JSON) under ``out``, rewritten after every row."""
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_train.json").write_text(json.dumps({"environment": header, "rows": rows}, indent=1))
+    lines = [header, "", "```", HEADER, *(format_row(row) for row in rows), "```", ""]
+    (out / "gpu_train.md").write_text("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["ritm_hrnet18s", "fcfi_hrnet18s"], help="conf/model names")
@@ -202,6 +276,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--precision", choices=["32", "bf16", "fp16"], default="bf16")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no row after this many seconds")
+    parser.add_argument("--out", type=Path, default=None, help="folder for gpu_train.md and gpu_train.json")
     parser.add_argument("--tiny", action="store_true", help="64x96 crops, batch 2, 1 warm-up + 1 timed step, fp32")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -210,26 +286,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here (use --device cpu --tiny for a check)")
-    rows = []
-    print(
-        f"device {args.device}, precision {args.precision}, channels_last {args.channels_last}, "
-        f"{args.crop[0]}x{args.crop[1]}, {args.steps} timed steps after {args.warmup} (0-3 simulated clicks each)"
-    )
-    print(f"{'model':16}{'batch':>6}{'simulation':>12}{'compile':>17}{'warm-up s':>11}{'samples/s':>11}{'step ms':>9}{'click ms':>10}{'click share':>13}{'GPU busy':>10}{'host reads':>12}")
-    for model in args.models:
-        for batch_size in args.batch_sizes:
-            for simulation in args.simulations:
-                for compile_mode in args.compile:
-                    row = run(args, model, batch_size, simulation, compile_mode)
-                    rows.append(row)
-                    busy = "n/a" if row["gpu_busy"] is None else f"{row['gpu_busy']:.0%}"
-                    print(
-                        f"{model:16}{batch_size:>6}{simulation:>12}{compile_mode:>17}{row['warmup_s']:>11.1f}"
-                        f"{row['samples_s']:>11.1f}{row['step_ms']:>9.0f}{row['click_ms']:>10.1f}{row['click_share']:>13.0%}{busy:>10}{row['host_reads']:>12}",
-                        flush=True,
-                    )
-                    for place in row["host_reads_at"]:
-                        print(f"    host read at {place}")
+    header = environment(args)
+    print(header)
+    print(HEADER)
+    rows: list[dict[str, object]] = []
+    start = time.perf_counter()
+    for model, batch_size, simulation, compile_mode in itertools.product(args.models, args.batch_sizes, args.simulations, args.compile):
+        key = {"model": model, "batch": batch_size, "simulation": simulation, "compile": compile_mode}
+        if args.budget_s is not None and time.perf_counter() - start >= args.budget_s:
+            row = {**key, "skipped": f"budget of {args.budget_s:g} s spent"}
+        else:
+            try:
+                row = run(args, model, batch_size, simulation, compile_mode)
+            except Exception as error:  # noqa: BLE001 - one configuration's failure is a row of the table
+                row = {**key, "error": describe(error)}
+            if "error" in row:
+                release_memory()
+        rows.append(row)
+        print(format_row(row), flush=True)
+        for place in row.get("host_reads_at", []):
+            print(f"    host read at {place}")
+        write_results(args.out, header, rows)
     return rows
 
 
