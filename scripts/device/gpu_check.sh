@@ -33,4 +33,7 @@ logged "$out/benchmark.txt" timeout "${EAGER_S:-150}" python3 scripts/benchmark_
     --budget-s $(( ${EAGER_S:-150} * 4 / 5 )) --out "$out/eager" "${extra[@]}" || status=1
 logged "$out/benchmark.txt" timeout "${COMPILED_S:-210}" python3 scripts/benchmark_gpu_train.py --simulations device --batch-sizes 64 \
     --compile reduce-overhead --budget-s $(( ${COMPILED_S:-210} / 2 )) --out "$out/compiled" "${extra[@]}" || status=1
+echo "== summary (full logs under $out) =="  # last, so that a caller keeping only the output's end has it
+grep -E "passed|failed|error|skipped in" "$out/tests.txt" | tail -n 5
+cat "$out/eager/gpu_train.md" "$out/compiled/gpu_train.md" 2>/dev/null
 exit $status
