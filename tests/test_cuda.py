@@ -27,7 +27,7 @@ from iseg.interaction.device_clicks import sample_click_batch, training_click_ca
 from iseg.interaction.errors import padded_distance
 from iseg.interaction.torch_distance import chamfer_distance, exact_distance
 from tests.conftest import ROOT, TINY_OVERRIDES
-from tests.test_host_reads import _losses, _module_and_batch, _nan_batch
+from tests.test_host_reads import _losses, _module_and_batch, _nan_batch, _steps
 from tests.test_predictor import _checkpoint, check_golden_protocol, golden, golden_views  # noqa: F401
 from tests.test_torch_distance import SHAPES, host_candidates, random_masks, random_training_batch
 
@@ -81,16 +81,9 @@ def test_training_steps_on_cuda_read_nothing_back_and_give_the_cpu_losses(tmp_pa
     module = module.to(CUDA)
     batch = {key: value.to(CUDA) for key, value in batch.items()}
     with HostReads() as reads:
-        losses = [loss.detach() for loss in _lazy_losses(module, batch, 3)]
+        losses = [loss.detach() for loss in _steps(module, batch, 3)]
     assert reads.on_accelerators() == [], reads.summary()
     assert [loss.item() for loss in losses] == pytest.approx(on_host, rel=1e-4)
-
-
-def _lazy_losses(module, batch, steps: int) -> list[torch.Tensor]:
-    """The steps of ``tests.test_host_reads._losses`` without reading the losses."""
-    module._rng = np.random.default_rng(3)
-    torch.manual_seed(0)
-    return [module.training_step(batch, step) for step in range(steps)]
 
 
 def test_a_non_finite_loss_on_cuda_stops_the_next_step_and_any_checkpoint(tmp_path):

@@ -53,10 +53,15 @@ def _module_and_batch(tmp_path, model: str | None):
     return module, batch
 
 
-def _losses(module, batch, steps: int) -> list[float]:
+def _steps(module, batch, steps: int) -> list[torch.Tensor]:
+    """The losses of ``steps`` seeded training steps, not read (reading a GPU loss is a host read)."""
     module._rng = np.random.default_rng(3)  # 3 draws of 0..3 simulated clicks, the same on both paths
     torch.manual_seed(0)
-    return [module.training_step(batch, step).item() for step in range(steps)]
+    return [module.training_step(batch, step) for step in range(steps)]
+
+
+def _losses(module, batch, steps: int) -> list[float]:
+    return [loss.item() for loss in _steps(module, batch, steps)]
 
 
 @pytest.mark.parametrize("model", [None, "fcfi_hrnet18s"], ids=["ritm_hrnet18s", "fcfi_hrnet18s"])
@@ -64,9 +69,7 @@ def test_training_steps_read_nothing_back_on_the_accelerator_path(tmp_path, mode
     module, batch = _module_and_batch(tmp_path, model)
     on_host = _losses(copy.deepcopy(module), batch, 3)  # a copy: the steps update BatchNorm statistics
     with accelerator_paths(), HostReads() as reads:
-        module._rng = np.random.default_rng(3)
-        torch.manual_seed(0)
-        losses = [module.training_step(batch, step) for step in range(3)]
+        losses = _steps(module, batch, 3)
     assert reads.reads == [], reads.summary()
     # the same simulated clicks and losses as the host path (OpenCV's transforms, immediate checks)
     assert [loss.item() for loss in losses] == pytest.approx(on_host, rel=1e-6)
